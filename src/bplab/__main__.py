@@ -1,0 +1,3 @@
+from bplab.cli import main
+
+raise SystemExit(main())
