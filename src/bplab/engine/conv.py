@@ -64,20 +64,23 @@ def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) ->
     return view[:, :, :: stride[0], :: stride[1]]
 
 
-def _scatter_windows(grad_windows: np.ndarray, padded_shape, stride, padding) -> np.ndarray:
-    """Sum window gradients back onto the (unpadded) input: the adjoint of `_windows`.
+def _offset_slices(kernel, stride, out_size):
+    """Yield (i, j, index) where x[index] of shape (N, C, OH, OW) is element (i, j) of every window.
 
-    `grad_windows` has shape (N, C, OH, OW, kH, kW). One strided add per kernel offset
-    (i, j) covers every window at once, so overlapping windows accumulate correctly.
+    Walking the kH * kW kernel offsets in row-major order touches each window element once,
+    with whole-array operations, so no loop runs over pixels.
     """
-    n, c, oh, ow, kh, kw = grad_windows.shape
-    sh, sw = stride
-    grad_padded = np.zeros(padded_shape, dtype=grad_windows.dtype)
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_size
     for i in range(kh):
         for j in range(kw):
-            grad_padded[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += grad_windows[..., i, j]
+            yield i, j, (slice(None), slice(None), slice(i, i + sh * oh, sh),
+                         slice(j, j + sw * ow, sw))
+
+
+def _unpad(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
+    """Drop the padding of the two spatial axes of an (N, C, H, W) array."""
     ph, pw = padding
-    return grad_padded[:, :, ph : padded_shape[2] - ph, pw : padded_shape[3] - pw]
+    return x[:, :, ph : x.shape[2] - ph, pw : x.shape[3] - pw]
 
 
 class Conv2d(Layer):
@@ -138,27 +141,35 @@ class Conv2d(Layer):
         ow = _output_size(w, kw, self.stride[1], self.padding[1], "Conv2d")
         x_padded = _pad(x, self.padding)
         windows = _windows(x_padded, self.kernel_size, self.stride)  # (N, C, OH, OW, kH, kW)
-        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+        # One row per weight position, one column per output pixel; this layout copies faster
+        # than one row per output pixel because each row is a block of whole images.
+        cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow)
         weight_matrix = self.params["weight"].reshape(self.out_channels, c * kh * kw)
-        out = cols @ weight_matrix.T  # (N*OH*OW, O)
+        out = weight_matrix @ cols  # (O, N*OH*OW)
         if self.use_bias:
-            out += self.params["bias"]
+            out += self.params["bias"][:, None]
         self._cache = (cols, x_padded.shape, (n, oh, ow))
-        return out.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)  # (N, O, OH, OW)
+        out = out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)  # (N, O, OH, OW)
+        return np.ascontiguousarray(out)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        # out = cols @ W^T + b, so dW = grad^T @ cols, db = sum of grad over rows, dcols = grad @ W
+        # out = W @ cols + b, so dW = grad @ cols^T, db = row sums of grad, dcols = W^T @ grad
         cols, padded_shape, (n, oh, ow) = self._cache
         c = self.in_channels
         kh, kw = self.kernel_size
-        grad_rows = grad_out.transpose(0, 2, 3, 1).reshape(n * oh * ow, self.out_channels)
+        grad_rows = grad_out.transpose(1, 0, 2, 3).reshape(self.out_channels, n * oh * ow)
         weight_matrix = self.params["weight"].reshape(self.out_channels, c * kh * kw)
-        self.grads["weight"] += (grad_rows.T @ cols).reshape(self.params["weight"].shape)
+        self.grads["weight"] += (grad_rows @ cols.T).reshape(self.params["weight"].shape)
         if self.use_bias:
-            self.grads["bias"] += grad_rows.sum(axis=0)
-        grad_cols = grad_rows @ weight_matrix  # (N*OH*OW, C*kH*kW)
-        grad_windows = grad_cols.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 1, 2, 4, 5)
-        return _scatter_windows(grad_windows, padded_shape, self.stride, self.padding)
+            self.grads["bias"] += grad_rows.sum(axis=1)
+        grad_cols = (weight_matrix.T @ grad_rows).reshape(c, kh, kw, n, oh, ow)
+
+        # col2im: add each kernel offset's column block back onto the input pixels it came from
+        # (overlapping windows accumulate); the work is laid out (C, N, H, W) like grad_cols.
+        grad_padded = np.zeros((c, n) + tuple(padded_shape[2:]), dtype=grad_cols.dtype)
+        for i, j, index in _offset_slices(self.kernel_size, self.stride, (oh, ow)):
+            grad_padded[index] += grad_cols[:, i, j]
+        return _unpad(grad_padded, self.padding).transpose(1, 0, 2, 3)  # (N, C, H, W)
 
     def get_config(self) -> dict:
         return {
@@ -181,6 +192,7 @@ class MaxPool2d(Layer):
     to the first of them in row-major order within the window (top row first, then left to
     right), which is also the element PyTorch's CPU kernel picks. With overlapping windows an
     element that is the maximum of several windows receives the sum of their gradients.
+    NOTE: a NaN input propagates to the output but receives no gradient.
     """
 
     def __init__(self, kernel_size, stride=None):
@@ -196,28 +208,25 @@ class MaxPool2d(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_images(x, None, "MaxPool2d")
-        n, c, h, w = x.shape
-        kh, kw = self.kernel_size
-        oh = _output_size(h, kh, self.stride[0], 0, "MaxPool2d")
-        ow = _output_size(w, kw, self.stride[1], 0, "MaxPool2d")
-        windows = _windows(x, self.kernel_size, self.stride)
-        flat = windows.reshape(n, c, oh, ow, kh * kw)  # copies the strided view
-        argmax = flat.argmax(axis=-1)  # first maximum in row-major window order
-        out = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]  # (N, C, OH, OW)
-        self._cache = (argmax, x.shape)
-        return out
+        _, _, h, w = x.shape
+        oh = _output_size(h, self.kernel_size[0], self.stride[0], 0, "MaxPool2d")
+        ow = _output_size(w, self.kernel_size[1], self.stride[1], 0, "MaxPool2d")
+        out = None
+        for _, _, index in _offset_slices(self.kernel_size, self.stride, (oh, ow)):
+            out = x[index].copy() if out is None else np.maximum(out, x[index], out=out)
+        self._cache = (x, out)
+        return out  # (N, C, OH, OW)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        # d max / d x_k is 1 for the chosen element of the window and 0 for the others
-        argmax, x_shape = self._cache
-        kh, kw = self.kernel_size
-        sh, sw = self.stride
-        n, c, oh, ow = grad_out.shape
-        grad_x = np.zeros(x_shape, dtype=grad_out.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                routed = np.where(argmax == i * kw + j, grad_out, 0)
-                grad_x[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += routed
+        # d max / d x_k is 1 for the chosen element of the window and 0 for the others; the
+        # offsets are visited in row-major order and `taken` keeps later ties from matching.
+        x, out = self._cache
+        grad_x = np.zeros(x.shape, dtype=grad_out.dtype)
+        taken = np.zeros(out.shape, dtype=bool)
+        for _, _, index in _offset_slices(self.kernel_size, self.stride, out.shape[2:]):
+            chosen = (x[index] == out) & ~taken
+            taken |= chosen
+            grad_x[index] += np.where(chosen, grad_out, 0)
         return grad_x
 
     def get_config(self) -> dict:
@@ -257,8 +266,10 @@ class AvgPool2d(Layer):
         # every element of a window gets 1 / (kH * kW) of the window's gradient
         kh, kw = self.kernel_size
         share = grad_out / (kh * kw)
-        grad_windows = np.broadcast_to(share[..., None, None], share.shape + (kh, kw))
-        return _scatter_windows(grad_windows, self._cache, self.stride, self.padding)
+        grad_padded = np.zeros(self._cache, dtype=share.dtype)
+        for _, _, index in _offset_slices(self.kernel_size, self.stride, share.shape[2:]):
+            grad_padded[index] += share
+        return _unpad(grad_padded, self.padding)
 
     def get_config(self) -> dict:
         return {"type": "AvgPool2d", "kernel_size": list(self.kernel_size),
