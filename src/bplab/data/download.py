@@ -74,6 +74,13 @@ def _is_writable(path: Path) -> bool:
         return False
 
 
+def make_readable(path: Path) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (mode 0600) the usual mode, 0666 minus umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 # ----------------------------------------------------------------------------- checksums
 
 
@@ -256,6 +263,7 @@ def _download_verified(url: str, target: Path, checksums: Checksums, progress: b
             ok, detail = verify_file(tmp, checksums)
             if not ok:
                 raise _MirrorFailed(f"checksum mismatch ({detail})")
+        make_readable(tmp)
         os.replace(tmp, target)
     finally:
         # Runs on success too (then tmp no longer exists) and on KeyboardInterrupt.
