@@ -1,0 +1,93 @@
+"""The two-moons experiment: accuracy of both presets, the run folder and CLI errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bplab.cli import main
+from bplab.data.moons import load_moons
+from bplab.engine.io import load_network
+from bplab.experiments.moons import PRESETS, run_moons
+
+RUN_FILES = ["config.json", "metrics.jsonl", "summary.json", "decision_boundary.png",
+             "curves.png", "training.gif", "model.npz", "model.json"]
+
+
+def test_default_preset_reaches_096(tmp_path):
+    """The default preset reaches test accuracy >= 0.96 at noise 0.2."""
+    summary = run_moons(PRESETS["default"], out=tmp_path / "run", progress=False)
+    assert PRESETS["default"].noise == 0.2
+    assert summary["test_accuracy"] >= 0.96
+
+
+def test_course_preset_reaches_085(tmp_path):
+    """The course preset (100 points, 70/30, 2-7-2 tanh, full batch) reaches >= 0.85 on 30 test points."""
+    cfg = PRESETS["course"]
+    summary = run_moons(cfg, out=tmp_path / "run", progress=False)
+    data = load_moons(cfg.n, cfg.noise, cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    assert len(data.x_train) == 70
+    assert len(data.x_test) == 30
+    assert summary["epochs"] == 100
+    assert summary["test_accuracy"] >= 0.85
+
+
+def test_course_preset_converts_summed_gradient_settings():
+    """The course's summed-gradient lr 0.03 and L2 0.005 over 70 points become 2.1 and 0.005/70."""
+    cfg = PRESETS["course"]
+    assert cfg.lr == pytest.approx(0.03 * 70)
+    assert cfg.l2 == pytest.approx(0.005 / 70)
+    assert cfg.hidden == (7,)
+    assert cfg.activation == "tanh"
+
+
+def test_cli_two_epochs_writes_every_file(tmp_path, capsys):
+    """`bplab moons --epochs 2 --out DIR` writes every run file and prints one result line."""
+    out = tmp_path / "run"
+    assert main(["moons", "--epochs", "2", "--out", str(out)]) == 0
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    assert {"loss", "train_accuracy", "val_accuracy"} <= set(json.loads(lines[0]))
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy", "epochs", "seconds"):
+        assert key in summary
+    assert f"run folder: {out}" in capsys.readouterr().out
+
+
+def test_saved_model_predicts_like_run(tmp_path):
+    """The model saved in the run folder reproduces the reported test accuracy."""
+    out = tmp_path / "run"
+    cfg = PRESETS["default"]
+    summary = run_moons(cfg, out=out, progress=False)
+    net, _ = load_network(out / "model")
+    data = load_moons(cfg.n, cfg.noise, cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    pred = np.argmax(net.eval().forward(data.x_test.astype(np.float32)), axis=1)
+    assert np.mean(pred == data.y_test) == pytest.approx(summary["test_accuracy"])
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--activation", "swish"], "invalid choice: 'swish' (choose from 'elu', 'gelu'"),
+    (["--noise", "-0.1"], "--noise: invalid value -0.1: must be a number >= 0"),
+    (["--hidden", "8,x"], "--hidden: invalid value '8,x'"),
+    (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+])
+def test_cli_bad_argument_one_line(argv, expected, capsys):
+    """A bad argument prints one line naming the problem and exits non-zero."""
+    with pytest.raises(SystemExit) as exc:
+        main(["moons", *argv])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert expected in err[0]
+
+
+def test_cli_existing_out_folder_kept(tmp_path, capsys):
+    """An --out folder that holds files is refused and left untouched."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["moons", "--epochs", "1", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
