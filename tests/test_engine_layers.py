@@ -4,6 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from bplab.engine.activations import (
     ACTIVATIONS,
@@ -281,7 +284,7 @@ def test_batchnorm_gradients_accumulate():
 
 
 def test_layer_docstring_documents_accumulation():
-    """The Layer docstring tells users that gradients accumulate until zero_grad."""
+    """The Layer docstring states that gradients accumulate until zero_grad."""
     assert "accumulate" in Layer.__doc__
     assert "zero_grad" in Layer.__doc__
 
@@ -452,3 +455,19 @@ def test_linear_rejects_invalid_sizes(value):
     """Linear sizes that are not positive integers raise BplabError."""
     with pytest.raises(BplabError, match="positive integer"):
         Linear(value, 3)
+
+
+# ---------------------------------------------------------------- properties over random inputs
+
+
+@settings(max_examples=50, deadline=None)
+@given(z=arrays(np.float64, st.integers(1, 20), elements=st.floats(allow_nan=False,
+                                                                    allow_infinity=False)))
+def test_sigmoid_bounded_for_any_finite_input(z):
+    """sigmoid of any finite float64 lies in [0, 1], is symmetric, and raises no warning."""
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        y = sigmoid(z)
+        mirrored = sigmoid(-z)
+    assert ((y >= 0.0) & (y <= 1.0)).all()
+    np.testing.assert_allclose(y + mirrored, 1.0, rtol=1e-15, atol=0.0)

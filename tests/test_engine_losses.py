@@ -4,6 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from bplab.engine.gradcheck import gradcheck
 from bplab.engine.losses import (
@@ -250,3 +253,41 @@ def test_get_loss_by_name():
         assert type(get_loss(name)) is cls
     with pytest.raises(BplabError, match="valid choices: bce_with_logits, cross_entropy, mse"):
         get_loss("hinge")
+
+
+# ---------------------------------------------------------------- properties over random logits
+
+finite_logits = arrays(
+    np.float64, st.tuples(st.integers(1, 5), st.integers(2, 5)),
+    elements=st.floats(-1e4, 1e4, allow_nan=False),
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(logits=finite_logits, data=st.data())
+def test_cross_entropy_properties(logits, data):
+    """For any logits in [-1e4, 1e4]: cross-entropy is finite and >= 0, and each gradient row sums to 0."""
+    n, c = logits.shape
+    y = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
+    loss_fn = SoftmaxCrossEntropy()
+    with no_warnings():
+        loss = loss_fn.forward(logits, y)
+        grad = loss_fn.backward()
+    assert np.isfinite(loss)
+    assert loss >= 0.0
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(logits=finite_logits, data=st.data())
+def test_bce_with_logits_properties(logits, data):
+    """For any logits in [-1e4, 1e4] and 0/1 targets: BCE is finite and >= 0, |gradient| <= 1/size."""
+    targets = data.draw(arrays(np.float64, logits.shape, elements=st.sampled_from([0.0, 1.0])))
+    loss_fn = BCEWithLogits()
+    with no_warnings():
+        loss = loss_fn.forward(logits, targets)
+        grad = loss_fn.backward()
+    assert np.isfinite(loss)
+    assert loss >= 0.0
+    assert (np.abs(grad) <= 1.0 / logits.size).all()

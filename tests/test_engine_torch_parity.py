@@ -13,9 +13,9 @@ F = torch.nn.functional
 TOLERANCE = 1e-10
 
 
-def assert_close(numpy_value, torch_value, what):
+def assert_close(numpy_value, torch_value, quantity):
     expected = torch_value.detach().numpy() if hasattr(torch_value, "detach") else torch_value
-    np.testing.assert_allclose(numpy_value, expected, rtol=TOLERANCE, atol=TOLERANCE, err_msg=what)
+    np.testing.assert_allclose(numpy_value, expected, rtol=TOLERANCE, atol=TOLERANCE, err_msg=quantity)
 
 
 def tensor(array, requires_grad=False):

@@ -2,7 +2,7 @@
 
 Every initializer has the signature ``fn(shape, fan_in, fan_out, rng, dtype) -> ndarray``.
 ``fan_in`` is the number of inputs feeding one output unit and ``fan_out`` the number of outputs
-one input feeds; for a Linear layer of weight shape (D_in, D_out) they are D_in and D_out.
+one input feeds. For a Linear layer of weight shape (D_in, D_out) they are D_in and D_out.
 
 The variance rules:
 

@@ -2,8 +2,8 @@
 
 Every layer follows one contract, so a network is just a list of them:
 
-- ``params`` and ``grads`` are dicts with the same keys and shapes ({} for a layer without weights);
-  ``buffers`` holds non-trainable state saved with the model (BatchNorm's running statistics).
+- ``params`` and ``grads`` are dicts with the same keys and shapes ({} for a layer without weights).
+  ``buffers`` contains non-trainable state saved with the model (BatchNorm's running statistics).
 - ``forward(x)`` caches only what ``backward`` needs.
 - ``backward(grad_out)`` takes dLoss/dy, ADDS dLoss/dparam into ``grads`` and returns dLoss/dx.
   Gradients accumulate across backward calls until ``zero_grad()``; nothing resets them silently.

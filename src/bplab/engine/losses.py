@@ -1,7 +1,7 @@
 """Losses: the batch-mean value and its gradient with respect to the logits.
 
 ``forward(logits, y)`` returns the mean loss over the batch as a Python float and caches what
-``backward()`` needs; ``backward()`` returns dLoss/dlogits, which already includes the 1/N of the
+``backward()`` needs. ``backward()`` returns dLoss/dlogits, which already includes the 1/N of the
 mean, so the layers below it receive per-batch-averaged gradients.
 """
 
