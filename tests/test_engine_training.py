@@ -299,3 +299,14 @@ def test_load_state_dict_shape_mismatch():
     state = build_mlp((2, 4, 2)).state_dict()
     with pytest.raises(BplabError, match=r"shape mismatch for 0.weight"):
         net.load_state_dict(state)
+
+
+def test_fit_with_optimizer_instance_updates_the_network():
+    """An optimizer built by the caller keeps updating the network's own arrays."""
+    x, y = _toy_data(n=20)
+    net = build_mlp((3, 4, 3), rng=np.random.default_rng(0))
+    before = net.state_dict()
+    opt = get_optimizer("sgd", net.named_parameters(), lr=0.1)
+    fit(net, x, y, optimizer=opt, epochs=2)
+    assert opt.t > 0
+    assert not np.array_equal(net.state_dict()["0.weight"], before["0.weight"])

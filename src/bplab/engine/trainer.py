@@ -144,7 +144,11 @@ def fit(
     """
     rng = np.random.default_rng(seed)
     loss_fn = get_loss(loss) if isinstance(loss, str) else loss
-    net.astype(dtype)
+    if net.dtype != np.dtype(dtype):
+        if isinstance(optimizer, Optimizer):
+            raise BplabError(f"the network is {net.dtype} but training asks for {np.dtype(dtype)}; "
+                             "cast the network before creating the optimizer")
+        net.astype(dtype)
     x = as_float_array(x, dtype)
     if len(x) == 0:
         raise BplabError("no training samples")
