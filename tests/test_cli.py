@@ -52,3 +52,11 @@ def test_overrides_reject_bad_type():
     """A value of the wrong type is rejected with the key and the expected type."""
     with pytest.raises(BplabError, match="epochs"):
         apply_overrides(_Config(), {"epochs": "many"})
+
+
+def test_report_command_missing_folder(tmp_path, capsys):
+    """`bplab report` on a missing folder prints one error line and exits 2."""
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "nowhere not found" in err[0]

@@ -12,7 +12,7 @@ from bplab.engine.io import load_network
 from bplab.experiments.moons import PRESETS, run_moons
 
 RUN_FILES = ["config.json", "metrics.jsonl", "summary.json", "decision_boundary.png",
-             "curves.png", "training.gif", "model.npz", "model.json"]
+             "curves.png", "training.gif", "model.npz", "model.json", "report.html"]
 
 
 def test_default_preset_reaches_096(tmp_path):
@@ -93,3 +93,13 @@ def test_cli_existing_out_folder_kept(tmp_path, capsys):
     assert main(["moons", "--epochs", "1", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_html_report_links_figures(tmp_path):
+    """report.html shows the summary and links every figure of the run."""
+    out = tmp_path / "run"
+    assert main(["moons", "--epochs", "2", "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "test_accuracy" in page
+    for name in ("decision_boundary.png", "curves.png", "training.gif"):
+        assert f"src='{name}'" in page

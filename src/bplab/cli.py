@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
 
+    report = subparsers.add_parser("report", help="write report.html for a run folder")
+    report.add_argument("run_dir", help="a run folder, e.g. runs/moons/20260101-120000")
+    report.set_defaults(func=_report_command)
+
     data = subparsers.add_parser("data", help="download, inspect and build datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION",
                                    parser_class=OneLineErrorParser)
@@ -58,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in DATA_COMMAND_MODULES:
         importlib.import_module(name).register(data_sub)
     return parser
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from bplab.report.html import write_html_report
+
+    print(f"report: {write_html_report(args.run_dir)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

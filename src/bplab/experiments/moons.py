@@ -29,6 +29,7 @@ from bplab.engine.optim import OPTIMIZERS
 from bplab.engine.trainer import evaluate, fit
 from bplab.errors import BplabError
 from bplab.report import moons_plots
+from bplab.report.html import write_html_report
 from bplab.report.plots import plot_curves, save_figure
 from bplab.runs import MetricsLog, make_run_dir, write_json
 
@@ -107,6 +108,7 @@ def run_moons(cfg: MoonsConfig, out=None, progress: bool = True) -> dict:
     save_network(net, run_dir / "model", metadata={"experiment": "moons", "classes": [0, 1]})
     _write_figures(run_dir, net, data, history.records, snapshots, cfg)
     write_json(run_dir / "summary.json", summary)
+    write_html_report(run_dir, title=f"two moons, {cfg.preset} preset")
     return summary
 
 
