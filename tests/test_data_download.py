@@ -34,7 +34,7 @@ PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serve files from ``server.files`` under a route prefix that picks the behaviour.
 
-    ``/ok/NAME`` sends the file, ``/missing/NAME`` answers 404, ``/corrupt/NAME`` sends other
+    ``/ok/NAME`` sends the file, ``/missing/NAME`` returns 404, ``/corrupt/NAME`` sends other
     bytes of the same length, and ``/short/NAME`` announces the full Content-Length but closes
     the connection after half of the body.
     """

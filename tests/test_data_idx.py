@@ -69,7 +69,7 @@ def test_read_header_only(tmp_path):
 
 
 def test_truncated_data_error(tmp_path):
-    """A file cut short inside its data says 'truncated' with both byte counts."""
+    """A file cut short inside its data is reported as truncated with both byte counts."""
     path = write_idx(tmp_path / "x", _images(n=3))
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(BplabError, match="truncated") as info:
@@ -148,7 +148,7 @@ def test_trailing_bytes_error(tmp_path):
 
 
 def test_empty_file_error(tmp_path):
-    """A 0-byte file says it is empty."""
+    """A 0-byte file is reported as empty."""
     path = tmp_path / "x"
     path.write_bytes(b"")
     with pytest.raises(BplabError, match=r"IDX file is empty \(0 bytes\)") as info:

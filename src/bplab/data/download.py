@@ -2,7 +2,7 @@
 
 ``fetch`` returns a cached file when it is present and verified. Otherwise it tries each mirror
 in order, streams the response into a temporary file in the target folder, checks the checksum
-and renames the file into place, so the cache never holds a partial or unverified file. When
+and renames the file into place, so the cache never contains a partial or unverified file. When
 every mirror fails (for example offline) it raises one BplabError that names the file, the
 absolute path to put it at, and the URLs to get it from.
 
@@ -221,7 +221,7 @@ def fetch(
         if ok:
             logger.debug("%s: verified (%s)", target, detail)
             return target
-        # Never overwrite a file the user may have put there; say what is wrong instead.
+        # A present file may be the user's own copy, so it is reported, not replaced.
         raise BplabError(
             f"{target}: checksum mismatch ({detail}); delete or replace it with a good copy "
             f"from {urls[0] if urls else 'the original source'}"
@@ -334,8 +334,8 @@ def _idx_specs(bases: list[str], digests: dict[str, tuple[str, str, str]]) -> li
 # .gz MD5, so only the content digests can verify them.
 #
 # MNIST: the .gz MD5s are those that torchvision's MNIST class lists for these mirrors. The MD5s
-# of the decompressed files are the published checksums of the original uncompressed IDX files;
-# the SHA-256s were computed here from decompressed files whose MD5 matched those.
+# of the decompressed files are the published checksums of the original uncompressed IDX files.
+# The SHA-256s were computed from decompressed files whose MD5s matched those.
 MNIST_DIGESTS = {
     # filename: (.gz MD5, decompressed SHA-256, decompressed MD5)
     "train-images-idx3-ubyte.gz": (
@@ -366,11 +366,11 @@ MNIST_MIRRORS = [
 ]
 
 # Fashion-MNIST: the .gz MD5s are the ones in Zalando Research's fashion-mnist README, which
-# publishes no digests of the decompressed files. The content digests below were computed here
-# from Debian's dataset-fashion-mnist copies (recompressed, same data), which hold exactly
-# 6,000 training and 1,000 test images per class.
-# NOTE: those content digests were not checked against Zalando's own .gz files, which could not
-# be downloaded here; a download from a mirror below is verified by the published .gz MD5.
+# publishes no digests of the decompressed files. The content digests below were computed from
+# the copies in Debian's dataset-fashion-mnist package (recompressed, same data), which contain
+# exactly 6,000 training and 1,000 test images per class.
+# NOTE: these content digests have not been checked against Zalando's own .gz files. A download
+# from the mirrors below is verified by the published .gz MD5 instead.
 FASHION_MNIST_DIGESTS = {
     "train-images-idx3-ubyte.gz": (
         "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
@@ -447,7 +447,7 @@ def ensure_dataset(name: str, root: str | Path | None = None, progress: bool = T
     ------
     BplabError
         One message for all files that could not be downloaded, naming each file, the folder
-        to put it in and its URLs; or a message for a present file that fails verification.
+        to put it in and the mirrors. A present file that fails verification also raises.
     """
     specs = dataset_specs(name)
     folder = (Path(root).expanduser().absolute() if root else cache_dir()) / name

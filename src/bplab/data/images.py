@@ -69,7 +69,7 @@ def load_image_folder(
     Raises
     ------
     BplabError
-        If the folder is missing or holds no class folders or no images, an image cannot be
+        If the folder is missing or contains no class folders or no images, an image cannot be
         decoded (the message names it), or the images differ in size and ``size`` is not given.
     """
     if mode not in (None, "RGB", "L"):
@@ -88,7 +88,7 @@ def load_image_folder(
             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
         )
         if not files:
-            logger.warning("%s: class folder holds no .png/.jpg/.jpeg images", folder / name)
+            logger.warning("%s: no .png/.jpg/.jpeg images in class folder", folder / name)
         paths += files
         labels += [label] * len(files)
     if not paths:
@@ -209,7 +209,7 @@ def _decode_all(sources: list[tuple[str, Callable[[], bytes]]], size, mode: str 
                 ) -> np.ndarray:
     """Decode images, convert them to one mode and size, and fill one uint8 array.
 
-    ``sources`` holds (name for messages, function returning the file bytes) pairs. Images are
+    ``sources`` contains (name for messages, function returning the file bytes) pairs. Images are
     decoded one at a time into a preallocated array, so memory peaks at about the output size.
     """
     if mode is None:
