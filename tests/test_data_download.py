@@ -126,6 +126,23 @@ def test_writable_cache_dir_skips_unwritable_data_dir(tmp_path, monkeypatch):
     assert download.writable_cache_dir() == (tmp_path / "user").absolute()
 
 
+def test_writable_cache_dir_respects_read_only_mode(tmp_path, monkeypatch):
+    """A BPLAB_DATA_DIR with mode 0555 is not written to, even when running as root."""
+    import platformdirs
+
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o555)
+    monkeypatch.setenv("BPLAB_DATA_DIR", str(data))
+    monkeypatch.delenv("BPLAB_CACHE_DIR", raising=False)
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda name: str(tmp_path / "user"))
+    try:
+        assert download.writable_cache_dir() == (tmp_path / "user").absolute()
+        assert os.listdir(data) == []
+    finally:
+        data.chmod(0o755)
+
+
 def test_fetch_first_mirror_404_second_serves(server, tmp_path):
     """A 404 on the first mirror falls through to the second, and the file verifies."""
     urls = [f"{server.base}/missing/blob.bin", f"{server.base}/ok/blob.bin"]
@@ -202,6 +219,21 @@ def test_fetch_keeps_mismatching_cached_file(server, tmp_path):
               root=tmp_path, progress=False)
     assert (tmp_path / "blob.bin").read_bytes() == b"user data"
     assert server.requests == []
+
+
+def test_fetch_read_only_folder_error(server, tmp_path):
+    """A read-only data folder is not written to, even by root, and no mirror is contacted."""
+    root = tmp_path / "data"
+    root.mkdir()
+    root.chmod(0o555)
+    try:
+        with pytest.raises(BplabError, match=r"cannot download into .*/data/d: .* is read-only"):
+            fetch("blob.bin", [f"{server.base}/ok/blob.bin"], root=root, subdir="d",
+                  progress=False)
+        assert os.listdir(root) == []
+        assert server.requests == []
+    finally:
+        root.chmod(0o755)
 
 
 def test_verify_file_accepts_recompressed_gzip(tmp_path):

@@ -47,7 +47,7 @@ def writable_cache_dir() -> Path:
     """Return a writable folder for derived files such as decoded arrays.
 
     ``$BPLAB_CACHE_DIR`` if set, else ``cache_dir()`` if it can be written to, else the user cache
-    dir ``bplab``. The fallback matters where ``BPLAB_DATA_DIR`` points at read-only shared data.
+    dir ``bplab``. The fallback matters where ``BPLAB_DATA_DIR`` points at read-only data.
     """
     env = os.environ.get(CACHE_DIR_ENV)
     if env:
@@ -65,9 +65,15 @@ def writable_cache_dir() -> Path:
 
 
 def _is_writable(path: Path) -> bool:
-    """Return whether ``path`` exists (or can be created) and a file can be created in it."""
+    """Return whether files can be created in ``path`` and its mode bits allow writing.
+
+    The mode bits are checked too because root can write into a folder marked read-only
+    (mode 0555), and such a folder is meant to stay unchanged.
+    """
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if not path.stat().st_mode & 0o222:
+            return False
         with tempfile.TemporaryFile(dir=path):
             return True
     except OSError:
@@ -227,6 +233,7 @@ def fetch(
             f"from {urls[0] if urls else 'the original source'}"
         )
 
+    _require_writable(folder)
     reasons = []
     for url in urls:
         try:
@@ -245,6 +252,22 @@ def fetch(
         logger.info("downloaded %s from %s", target, url)
         return target
     raise DownloadError(filename, target, urls, reasons)
+
+
+def _require_writable(folder: Path) -> None:
+    """Raise unless ``folder``, or the nearest folder above it that exists, may be written to.
+
+    Mode bits are checked (not only access rights) so that a read-only data folder stays
+    unchanged even for root.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not (existing.is_dir() and existing.stat().st_mode & 0o222 and os.access(existing, os.W_OK)):
+        raise BplabError(
+            f"cannot download into {folder}: {existing} is read-only; set {DATA_DIR_ENV} "
+            f"to a writable folder"
+        )
 
 
 class _MirrorFailed(Exception):
