@@ -334,16 +334,39 @@ def test_ensure_dataset_offline_one_message(closed_port_url, tmp_path, monkeypat
     files, _ = _tiny_mnist_files()
     monkeypatch.setitem(download.DATASETS, "tiny",
                         _specs_for(files, [f"{closed_port_url}/m1", f"{closed_port_url}/m2"]))
+    attempts = []
+    real_download = download._download_verified
+
+    def counting_download(url, *args):
+        attempts.append(url)
+        return real_download(url, *args)
+
+    monkeypatch.setattr(download, "_download_verified", counting_download)
     with pytest.raises(BplabError) as info:
         ensure_dataset("tiny", root=tmp_path, progress=False)
     message = str(info.value)
     for name in files:
         assert name in message
+    # Once both mirrors refused the first file, the other files are not tried.
+    assert len(attempts) == 2
     assert f"put them in {(tmp_path / 'tiny').absolute()}/" in message
     assert f"{closed_port_url}/m1/" in message
     assert f"{closed_port_url}/m2/" in message
     assert "connection refused" in message.lower()
     assert _files_in(tmp_path / "tiny") == []
+
+
+def test_ensure_dataset_tries_every_file_after_404(server, tmp_path, monkeypatch):
+    """A reachable mirror that lacks one file does not stop the others from downloading."""
+    files, _ = _tiny_mnist_files()
+    server.files = {name: data for name, data in files.items() if not name.startswith("t10k")}
+    monkeypatch.setitem(download.DATASETS, "tiny", _specs_for(files, [f"{server.base}/ok"]))
+    with pytest.raises(BplabError, match=r"no mirror delivered t10k-images-idx3-ubyte\.gz") as info:
+        ensure_dataset("tiny", root=tmp_path, progress=False)
+    assert "HTTP 404" in str(info.value)
+    assert len(server.requests) == 4
+    assert _files_in(tmp_path / "tiny") == ["train-images-idx3-ubyte.gz",
+                                            "train-labels-idx1-ubyte.gz"]
 
 
 def test_ensure_dataset_unknown_name():

@@ -161,11 +161,13 @@ def _digests(path: Path, gunzip: bool) -> dict[str, str]:
 class DownloadError(BplabError):
     """Raised when no mirror delivered a verified copy of a file."""
 
-    def __init__(self, filename: str, target: Path, urls: list[str], reasons: list[str]):
+    def __init__(self, filename: str, target: Path, urls: list[str], reasons: list[str],
+                 unreachable: bool = False):
         self.filename = filename
         self.target = target
         self.urls = list(urls)
         self.reasons = list(reasons)
+        self.unreachable = unreachable  # no mirror accepted a connection (e.g. offline)
         tried = "; ".join(f"{url}: {reason}" for url, reason in zip(urls, reasons, strict=True))
         super().__init__(
             f"could not download {filename} ({tried or 'no URLs given'}); "
@@ -235,13 +237,16 @@ def fetch(
 
     _require_writable(folder)
     reasons = []
-    for url in urls:
+    unreachable = True
+    for index, url in enumerate(urls):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             _download_verified(url, target, checksums, progress)
         except _MirrorFailed as exc:
-            logger.warning("%s: %s", url, exc)
             reasons.append(str(exc))
+            unreachable = unreachable and exc.unreachable
+            if index + 1 < len(urls):
+                logger.warning("%s: %s; trying the next mirror", url, exc)
             continue
         except OSError as exc:
             # The cache folder itself cannot be written: no other mirror would help.
@@ -251,7 +256,7 @@ def fetch(
             ) from None
         logger.info("downloaded %s from %s", target, url)
         return target
-    raise DownloadError(filename, target, urls, reasons)
+    raise DownloadError(filename, target, urls, reasons, unreachable=bool(urls) and unreachable)
 
 
 def _require_writable(folder: Path) -> None:
@@ -272,6 +277,10 @@ def _require_writable(folder: Path) -> None:
 
 class _MirrorFailed(Exception):
     """One mirror did not deliver a complete, verified file (the next one is tried)."""
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable  # the connection itself failed
 
 
 def _download_verified(url: str, target: Path, checksums: Checksums, progress: bool) -> None:
@@ -314,7 +323,7 @@ def _stream(url: str, out, name: str, progress: bool) -> None:
     except urllib.error.HTTPError as exc:
         raise _MirrorFailed(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
-        raise _MirrorFailed(f"cannot connect ({exc.reason})") from None
+        raise _MirrorFailed(f"cannot connect ({exc.reason})", unreachable=True) from None
     except http.client.IncompleteRead as exc:
         raise _MirrorFailed(
             f"transfer interrupted after {len(exc.partial) + received} of {total} bytes"
@@ -475,6 +484,7 @@ def ensure_dataset(name: str, root: str | Path | None = None, progress: bool = T
     specs = dataset_specs(name)
     folder = (Path(root).expanduser().absolute() if root else cache_dir()) / name
     failures: list[DownloadError] = []
+    skipped: list[str] = []  # not tried because the mirrors were unreachable
     for spec in specs:
         local = find_local_copy(spec, folder)
         if local is not None:
@@ -485,6 +495,11 @@ def ensure_dataset(name: str, root: str | Path | None = None, progress: bool = T
                     f"copy from {spec.urls[0]}"
                 )
             continue
+        if failures and failures[0].unreachable:
+            # No mirror could even be reached, so the other files would fail the same way
+            # (after a timeout each, when the network drops packets).
+            skipped.append(spec.filename)
+            continue
         try:
             fetch(spec.filename, list(spec.urls), md5=spec.checksums.md5,
                   gunzipped_sha256=spec.checksums.gunzipped_sha256,
@@ -494,7 +509,7 @@ def ensure_dataset(name: str, root: str | Path | None = None, progress: bool = T
             failures.append(exc)
 
     if failures:
-        missing = ", ".join(exc.filename for exc in failures)
+        missing = ", ".join([exc.filename for exc in failures] + skipped)
         mirrors = dict.fromkeys(
             url.removesuffix(exc.filename) for exc in failures for url in exc.urls
         )
@@ -503,9 +518,8 @@ def ensure_dataset(name: str, root: str | Path | None = None, progress: bool = T
             f"{url}: {reason}" for url, reason in zip(first.urls, first.reasons, strict=True)
         )
         raise BplabError(
-            f"could not download {name}: {missing} missing from {folder}/ and no mirror "
-            f"delivered it (for {first.filename}: {tried}). Download the file(s) from one of "
-            f"{', '.join(mirrors)} and put them in {folder}/, or set {DATA_DIR_ENV} to a folder "
-            f"with a {name}/ subfolder that holds them"
+            f"could not download {name}: no mirror delivered {first.filename} ({tried}). "
+            f"Download {missing} by hand from one of {', '.join(mirrors)} and put them in "
+            f"{folder}/, or set {DATA_DIR_ENV} to a folder whose {name}/ subfolder contains them"
         )
     return folder
