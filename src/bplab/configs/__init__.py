@@ -1,0 +1,1 @@
+"""Study files and other configs shipped with bplab (read with importlib.resources)."""
