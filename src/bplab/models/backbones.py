@@ -64,15 +64,15 @@ def torchvision_resnet(arch: str, num_classes: int = 1000, in_chans: int = 3,
     return TorchvisionResNet(net)
 
 
-@register_model(in_chans=3, img_size=64)
+@register_model(in_chans=3, img_size=32)
 def resnet18(num_classes: int = 10, in_chans: int = 3, img_size: int = 224,
              weights=None) -> TorchvisionResNet:
-    """torchvision ResNet-18 (11.7 M parameters with 1000 classes) for images of 64 px and up."""
+    """torchvision ResNet-18 (11.7 M parameters with 1000 classes), designed for 224 px input."""
     return torchvision_resnet("resnet18", num_classes, in_chans, weights)
 
 
-@register_model(in_chans=3, img_size=64)
+@register_model(in_chans=3, img_size=32)
 def resnet50(num_classes: int = 10, in_chans: int = 3, img_size: int = 224,
              weights=None) -> TorchvisionResNet:
-    """torchvision ResNet-50 (25.6 M parameters with 1000 classes) for images of 64 px and up."""
+    """torchvision ResNet-50 (25.6 M parameters with 1000 classes), designed for 224 px input."""
     return torchvision_resnet("resnet50", num_classes, in_chans, weights)
