@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from voc_fixtures import CLASSES, IMAGES, SPLITS, expected_target, make_voc_tree
 
 from bplab.cli import main
 from bplab.data.image_io import ReadReport, check_images, read_rgb, read_rgb_or_skip
@@ -18,6 +17,7 @@ from bplab.data.voc import (
     training_targets,
 )
 from bplab.errors import BplabError
+from voc_fixtures import CLASSES, IMAGES, SPLITS, expected_target, make_voc_tree
 
 
 @pytest.fixture

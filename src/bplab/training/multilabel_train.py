@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset
 
 from bplab.data.image_io import read_rgb
@@ -22,36 +23,50 @@ LOSSES = ("bce", "asl")
 
 
 class MultiLabelImageDataset(Dataset):
-    """Image files with multi-hot targets (N, C) and loss masks (N, C), as normalized tensors."""
+    """Image files with multi-hot targets (N, C) and loss masks (N, C), as normalized tensors.
 
-    def __init__(self, paths: Sequence, y: np.ndarray, mask: np.ndarray,
-                 transform: Callable, mean: Sequence[float], std: Sequence[float]):
+    Every image is resized to img_size x img_size, then `augment` (or nothing) is applied. With
+    `cache` the resized images are decoded once into memory as uint8, which removes JPEG decoding
+    from every epoch after the first.
+    """
+
+    def __init__(self, paths: Sequence, y: np.ndarray, mask: np.ndarray, img_size: int,
+                 augment: Callable | None, mean: Sequence[float], std: Sequence[float],
+                 cache: bool = False):
         if not (len(paths) == len(y) == len(mask)):
             raise BplabError(f"{len(paths)} images but {len(y)} target rows")
         self.paths = [str(p) for p in paths]
         self.y = torch.as_tensor(y, dtype=torch.float32)
         self.mask = torch.as_tensor(mask, dtype=torch.float32)
-        self.transform = transform
+        self.img_size = img_size
+        self.augment = augment
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.cached = None
+        if cache:
+            self.cached = torch.stack([self._decode(i) for i in range(len(self.paths))])
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, index: int) -> torch.Tensor:
-        """Return image `index` after the transform, unnormalized, shape (3, H, W) in [0, 1]."""
-        from torchvision.transforms.v2 import functional as TF
+    def _decode(self, index: int) -> torch.Tensor:
+        """Return image `index` resized, as uint8 of shape (3, img_size, img_size)."""
+        image = read_rgb(self.paths[index]).resize((self.img_size, self.img_size), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
-        image = TF.to_dtype(TF.to_image(read_rgb(self.paths[index])), torch.float32, scale=True)
-        return self.transform(image)
+    def load(self, index: int) -> torch.Tensor:
+        """Return image `index` resized and augmented, unnormalized, (3, H, W) in [0, 1]."""
+        image = self.cached[index] if self.cached is not None else self._decode(index)
+        image = image.float().div_(255)
+        return self.augment(image) if self.augment is not None else image
 
     def __getitem__(self, index: int):
         x = (self.load(index) - self.mean) / self.std
         return x, (self.y[index], self.mask[index])
 
 
-def build_transform(img_size: int, augment: str = "none") -> Callable:
-    """Return the image transform: `augment` at train time, a plain resize otherwise.
+def build_augment(img_size: int, augment: str = "none") -> Callable | None:
+    """Return the train-time augmentation of resized images, or None for ``none``.
 
     Evaluation must use ``none``, so that test images are never augmented.
     """
@@ -59,14 +74,12 @@ def build_transform(img_size: int, augment: str = "none") -> Callable:
 
     if augment not in AUGMENTATIONS:
         raise unknown_name_error("augmentation", augment, AUGMENTATIONS)
-    resize = v2.Resize((img_size, img_size), antialias=True)
     if augment == "none":
-        return resize
+        return None
     if augment == "flip":
-        return v2.Compose([resize, v2.RandomHorizontalFlip()])
+        return v2.RandomHorizontalFlip()
     if augment == "crop-flip":
-        return v2.Compose([resize, v2.RandomCrop(img_size, padding=img_size // 8,
-                                                 padding_mode="reflect"),
+        return v2.Compose([v2.RandomCrop(img_size, padding=img_size // 8, padding_mode="reflect"),
                            v2.RandomHorizontalFlip()])
     # random crops of 30-100 % of the area can cut an object out, so keep them for large images
     return v2.Compose([v2.RandomResizedCrop(img_size, scale=(0.3, 1.0), antialias=True),
