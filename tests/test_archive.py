@@ -88,3 +88,51 @@ def test_corrupt_archive_named(tmp_path):
         extract_archive(tmp_path / "x.tar", tmp_path / "out")
     with pytest.raises(BplabError, match="not found"):
         extract_archive(tmp_path / "missing.tar", tmp_path / "out")
+
+
+def _serve(folder):
+    """Start an HTTP server on 127.0.0.1 serving `folder`; return (server, base url)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_download_voc_verifies_and_extracts(tmp_path, monkeypatch):
+    """download_voc fetches from the first working mirror, checks the MD5 and extracts."""
+    import hashlib
+
+    from bplab.data import voc_download
+
+    served = tmp_path / "served"
+    served.mkdir()
+    _tar(served / "VOCtest.tar", [("VOCdevkit/VOC2007/ImageSets/Main/test.txt", b"000001\n")])
+    md5 = hashlib.md5((served / "VOCtest.tar").read_bytes()).hexdigest()
+    server, url = _serve(served)
+    try:
+        monkeypatch.setitem(voc_download.VOC_ARCHIVES, "2007-test", (
+            "VOCtest.tar", (f"{url}/missing.tar", f"{url}/VOCtest.tar"), md5, "VOC2007"))
+        folder = voc_download.download_voc("2007-test", tmp_path / "data", progress=False)
+        assert folder == tmp_path / "data" / "voc" / "VOCdevkit" / "VOC2007"
+        assert (folder / "ImageSets" / "Main" / "test.txt").read_text() == "000001\n"
+
+        monkeypatch.setitem(voc_download.VOC_ARCHIVES, "2007-trainval", (
+            "bad.tar", (f"{url}/VOCtest.tar",), "0" * 32, "VOC2007"))
+        with pytest.raises(BplabError, match="bad.tar"):
+            voc_download.download_voc("2007-trainval", tmp_path / "data", progress=False)
+        assert not (tmp_path / "data" / "voc" / "bad.tar").exists()
+    finally:
+        server.shutdown()
+
+
+def test_download_voc_unknown_part():
+    """An unknown archive name lists the valid ones."""
+    from bplab.data.voc_download import download_voc
+
+    with pytest.raises(BplabError, match="2007-trainval"):
+        download_voc("2009")

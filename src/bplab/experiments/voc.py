@@ -1,8 +1,8 @@
 """`bplab voc train|eval|predict|download`: multi-label classification on VOC-layout data.
 
 Training reuses `bplab.training.loop.Trainer` with its callbacks and run folders. After training,
-the best checkpoint scores the validation split, per-class thresholds are tuned there for F1 and
-saved in the checkpoint, and the test split is scored once with them: mAP under three named
+the best checkpoint scores the validation split, and per-class thresholds are tuned there for F1
+and saved in the checkpoint. The test split is then scored once with them: mAP under three named
 variants, CP/CR/CF1, OP/OR/OF1, a classification report and figures.
 """
 
@@ -26,7 +26,7 @@ MONITOR = "val_mAP_voc_allpoint"
 
 @dataclasses.dataclass
 class VOCDataConfig:
-    """Where the images and labels are and how they are fed."""
+    """Data folder, label layout, difficult policy and loader settings."""
 
     root: str = ""  # VOC year folder, VOCdevkit, its parent, or a mosaic/tiny-voc folder
     layout: str = "voc"  # voc (XML / per-class lists), tiny-voc (masks), voc-seg (palette masks)
@@ -46,7 +46,7 @@ class VOCDataConfig:
 
 @dataclasses.dataclass
 class VOCModelConfig:
-    """Which network and which weights."""
+    """Network, weights and the stages to train."""
 
     name: str = "resnet18"  # a bplab zoo model or any torchvision classifier name
     source: str = "auto"  # auto (torchvision when weights are given), bplab or torchvision
