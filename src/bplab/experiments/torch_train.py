@@ -119,12 +119,13 @@ def register(subparsers) -> None:
                          help="invert grayscale images (dark digit on white paper -> MNIST style)")
     predict.set_defaults(func=cmd_predict)
 
-    export = subparsers.add_parser("export", help="export a trained run to ONNX or TorchScript")
+    export = subparsers.add_parser("export", help="export a trained run to ONNX or torch.export")
     export.add_argument("run_dir", help="run folder written by `bplab train`")
-    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx",
-                        help="file format (default onnx)")
+    export.add_argument("--format", choices=["onnx", "pt2"], default="onnx",
+                        help="onnx, or pt2 (a torch.export program for torch.export.load); "
+                             "default onnx")
     export.add_argument("--checkpoint", default="best.pt", help="file in RUN_DIR (default best.pt)")
-    export.add_argument("--output", help="output file (default RUN_DIR/model.onnx or model.pt)")
+    export.add_argument("--output", help="output file (default RUN_DIR/model.onnx or model.pt2)")
     export.set_defaults(func=cmd_export)
 
     course = subparsers.add_parser("course", help="rerun a course exercise with bplab")
@@ -325,13 +326,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a run's model to ONNX (checked with onnxruntime when installed) or TorchScript."""
+    """Export a run's model to ONNX (checked with onnxruntime when installed) or a .pt2 program."""
     import importlib.util
 
     import torch
 
     run_dir = Path(args.run_dir)
-    suffix = ".onnx" if args.format == "onnx" else ".pt"
+    suffix = ".onnx" if args.format == "onnx" else ".pt2"
     output = Path(args.output) if args.output else run_dir / f"model{suffix}"
     if output.exists():
         raise BplabError(f"{output} already exists; choose another --output")
@@ -343,11 +344,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     with torch.no_grad():
         expected = model(x).numpy()
 
-    if args.format == "torchscript":
-        scripted = torch.jit.trace(model, x)
-        scripted.save(str(output))
-        got = torch.jit.load(str(output))(x).detach().numpy()
-        checked = "reloaded with torch.jit.load"
+    if args.format == "pt2":
+        batch = torch.export.Dim("batch", min=1)
+        program = torch.export.export(model, (x,), dynamic_shapes={"x": {0: batch}})
+        torch.export.save(program, str(output))
+        with torch.no_grad():
+            got = torch.export.load(str(output)).module()(x).numpy()
+        checked = "reloaded with torch.export.load"
     else:
         torch.onnx.export(model, (x,), str(output), input_names=["images"],
                           output_names=["logits"], dynamic_axes={"images": {0: "batch"},
