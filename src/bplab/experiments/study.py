@@ -436,6 +436,14 @@ def _factor_sentence(entries: list[dict]) -> str:
             if spread <= 2 * noise:
                 parts.append("within about twice the seed-to-seed std, so the levels are not "
                              "clearly different")
+            else:
+                # A level is "as good as the best" when the gap is below the larger of the two
+                # seed-to-seed stds.
+                ties = [e["level"] for e in finite if e is not best and
+                        best["test_accuracy_mean"] - e["test_accuracy_mean"]
+                        <= max(best["test_accuracy_std"], e["test_accuracy_std"])]
+                if ties:
+                    parts.append(f"{', '.join(map(str, ties))} within one std of the best")
         fastest = min(finite, key=lambda e: e["seconds_mean"])
         slowest = max(finite, key=lambda e: e["seconds_mean"])
         if slowest["seconds_mean"] > 1.5 * fastest["seconds_mean"]:

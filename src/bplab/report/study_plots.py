@@ -23,7 +23,7 @@ def plot_factor(factor: str, entries: Sequence[dict],
         One per level, with "level", "test_accuracy_mean", "test_accuracy_std", "n" and
         "diverged" (as ``bplab.experiments.study.aggregate`` returns them).
     curves : mapping of level label to a list of runs
-        Each run is its list of per-epoch records with "epoch" and "val_accuracy"; the curve
+        Each run is its list of per-epoch records with "epoch" and "val_accuracy". The curve
         drawn is the mean over runs, with a band of one standard deviation. Diverged runs have
         no records and are left out.
     """
@@ -34,12 +34,15 @@ def plot_factor(factor: str, entries: Sequence[dict],
     positions = np.arange(len(entries))
     finite = np.isfinite(means)
     ax_bar.errorbar(positions[finite], means[finite], yerr=stds[finite], fmt="o", capsize=4)
+    lowest = float(np.nanmin(means)) if finite.any() else 0.0
     for pos, entry in zip(positions, entries):
-        if entry["diverged"]:
-            note = f"{entry['diverged']}/{entry['n']} diverged"
-            y = means[pos] if math.isfinite(means[pos]) else np.nanmin(means) if finite.any() else 0
-            ax_bar.annotate(note, (pos, y), textcoords="offset points", xytext=(0, -14),
-                            ha="center", fontsize=7, color="tab:red")
+        if not entry["diverged"]:
+            continue
+        # A level whose every seed diverged has no mean, so its note sits at the lowest mean.
+        y = means[pos] if math.isfinite(means[pos]) else lowest
+        ax_bar.annotate(f"{entry['diverged']}/{entry['n']} diverged", (pos, y),
+                        textcoords="offset points", xytext=(0, -14), ha="center", fontsize=7,
+                        color="tab:red")
     ax_bar.set_xticks(positions, labels, rotation=20, ha="right")
     ax_bar.set_ylabel("test accuracy % (higher is better)")
     ax_bar.set_title(f"{factor}: mean ± std over seeds")
