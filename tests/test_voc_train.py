@@ -199,3 +199,26 @@ def test_val_metric_ignores_masked():
     # kept: positive at logit -3 below a negative at 0 -> precision 1/2 at the only positive
     assert result["mAP_noninterp"] == pytest.approx(0.5)
     assert np.isfinite(result["mAP_voc07_11point"])
+
+
+def test_resume_continues(voc, tmp_path):
+    """--resume RUN_DIR continues from last.pt to the new epoch count."""
+    out = tmp_path / "run"
+    assert main(_train_args(voc, out)) == 0
+    assert main(["voc", "train", "--resume", str(out), "--epochs", "2"]) == 0
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+
+
+def test_pos_weight_auto_and_asl(voc, tmp_path):
+    """pos_weight auto is stored with the model; the asl loss trains too."""
+    out = tmp_path / "pw"
+    assert main(_train_args(voc, out, "--pos-weight", "auto")) == 0
+    checkpoint = torch.load(out / "best.pt", weights_only=False)
+    assert len(checkpoint["pos_weight"]) == len(CLASSES)
+    assert min(checkpoint["pos_weight"]) >= 1.0
+    assert main(_train_args(voc, tmp_path / "asl", "--loss", "asl")) == 0
+    with pytest.raises(BplabError, match="pos_weight"):
+        from bplab.training.multilabel_train import build_loss
+
+        build_loss("asl", torch.ones(3))
