@@ -14,8 +14,10 @@ epoch of LeNet-5 in NumPy and in PyTorch (batch 128, Adam). OPENBLAS_CORETYPE an
 OPENBLAS_L2_SIZE change OpenBLAS's kernels, so the whole measurement runs in child processes, once
 with the environment as it is and once with both variables unset, alternating rounds.
 
-Usage: ``BPLAB_DATA_DIR=../shared/data python bench/mlp_epoch.py [--repeats 5] [--rounds 2]``.
-Results go to ``bench/results/mlp_epoch-<date>.json``.
+Usage: ``BPLAB_DATA_DIR=../shared/data python bench/mlp_epoch.py [--repeats 5] [--rounds 2]
+[--threads N] [--out FILE]``. Results go to ``bench/results/mlp_epoch-<date>.json`` by default.
+Multi-threaded BLAS and PyTorch slow down by 10x and more when other processes keep the cores
+busy, so the JSON records the load average before and after each child.
 """
 
 from __future__ import annotations
@@ -254,6 +256,7 @@ def run_child(repeats: int, lenet_repeats: int) -> dict:
     """Measure every contender under the current environment; return the raw timings."""
     import torch
 
+    load_before = list(os.getloadavg())  # other processes on the machine skew the timings
     blas = blas_info()
     threads = max(info["num_threads"] or 1 for info in blas) if blas else os.cpu_count()
     torch.set_num_threads(threads)
@@ -283,6 +286,7 @@ def run_child(repeats: int, lenet_repeats: int) -> dict:
             lenet[name].append(run(images, y, rep)[0])
 
     return {"epoch_seconds": timings, "lenet_epoch_seconds": lenet, "to_97_percent": to_target,
+            "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
             "threads": threads, "blas": blas, "torch_threads": torch.get_num_threads(),
             "environment": {k: os.environ.get(k) for k in OPENBLAS_VARIABLES}}
 
@@ -290,8 +294,12 @@ def run_child(repeats: int, lenet_repeats: int) -> dict:
 # --- parent: rounds of children, medians, ratios, JSON ---------------------------------------
 
 
-def child_environment(mode: str) -> dict:
+def child_environment(mode: str, threads: int | None) -> dict:
+    """Return the child's environment: OpenBLAS variables as-is or unset, and the thread count."""
     env = dict(os.environ)
+    if threads:
+        for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[key] = str(threads)
     if mode == "unset":
         for key in OPENBLAS_VARIABLES:
             env.pop(key, None)
@@ -315,6 +323,7 @@ def summarize(results: list[dict]) -> dict:
             "numpy_lenet_over_torch_lenet": median["numpy_lenet"] / median["torch_lenet"],
         },
         "to_97_percent": [r["to_97_percent"] for r in results],
+        "load_averages": [(r["load_average_before"], r["load_average_after"]) for r in results],
         "threads": results[0]["threads"], "torch_threads": results[0]["torch_threads"],
         "blas": results[0]["blas"], "environment": results[0]["environment"],
     }
@@ -337,6 +346,36 @@ def machine_description() -> dict:
             "platform": platform.platform()}
 
 
+def markdown_table(report: dict) -> str:
+    """Return the medians and ratios of both environment modes as a Markdown table."""
+    modes = report["modes"]
+    header = "| measurement | " + " | ".join(f"OpenBLAS variables {m}" for m in modes) + " |"
+    lines = [header, "|---" * (len(modes) + 1) + "|"]
+    rows = [("engine epoch (s)", "median_seconds", "engine", "{:.3f}"),
+            ("lean NumPy loop epoch (s)", "median_seconds", "lean_numpy", "{:.3f}"),
+            ("PyTorch epoch (s)", "median_seconds", "torch", "{:.3f}"),
+            ("scikit-learn epoch (s)", "median_seconds", "sklearn", "{:.3f}"),
+            ("engine / PyTorch (target <= 0.8)", "ratios", "engine_over_torch", "{:.2f}"),
+            ("scikit-learn / engine (target >= 1.5)", "ratios", "sklearn_over_engine", "{:.2f}"),
+            ("engine / lean NumPy loop", "ratios", "engine_over_lean_numpy", "{:.2f}"),
+            ("NumPy LeNet-5 epoch (s)", "median_seconds", "numpy_lenet", "{:.1f}"),
+            ("PyTorch LeNet-5 epoch (s)", "median_seconds", "torch_lenet", "{:.1f}"),
+            ("NumPy LeNet / PyTorch LeNet (target <= 3)", "ratios",
+             "numpy_lenet_over_torch_lenet", "{:.2f}")]
+    for label, group, key, fmt in rows:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(modes[m][group][key]) for m in modes)
+                     + " |")
+    for framework in ("engine", "torch", "sklearn"):
+        cells = []
+        for m in modes:
+            reached = [r[framework] for r in modes[m]["to_97_percent"]]
+            cells.append(", ".join(f"{r['seconds']:.1f} s (epoch {r['epoch']})" if r else
+                                   f"not within {MAX_EPOCHS_TO_TARGET} epochs" for r in reached))
+        lines.append(f"| {framework}: training seconds to 97 % test accuracy, per round | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="epochs per contender per round")
@@ -345,6 +384,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds per environment mode, alternating as-is and unset")
     parser.add_argument("--out", help="JSON file to write (default: bench/results/mlp_epoch-DATE.json)")
+    parser.add_argument("--threads", type=int,
+                        help="BLAS and PyTorch threads (default: BLAS's own default, usually "
+                             "one per core)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -359,14 +401,15 @@ def main(argv=None) -> int:
             done = subprocess.run(
                 [sys.executable, __file__, "--child", "--repeats", str(args.repeats),
                  "--lenet-repeats", str(args.lenet_repeats)],
-                env=child_environment(mode), capture_output=True, text=True, check=True)
+                env=child_environment(mode, args.threads), capture_output=True, text=True, check=True)
             per_mode[mode].append(json.loads(done.stdout))
 
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": machine_description(),
               "workload": {"network": f"784-{HIDDEN}-10 ReLU", "dtype": "float32",
                            "batch_size": BATCH_SIZE, "optimizer": f"Adam lr {LR}",
-                           "train_images": 60000, "repeats": args.repeats, "rounds": args.rounds},
+                           "train_images": 60000, "repeats": args.repeats, "rounds": args.rounds,
+                           "threads_requested": args.threads},
               "modes": {mode: summarize(results) for mode, results in per_mode.items()}}
     out = Path(args.out) if args.out else (
         Path(__file__).parent / "results" / f"mlp_epoch-{time.strftime('%Y%m%d')}.json")
@@ -376,6 +419,7 @@ def main(argv=None) -> int:
         med, ratios = summary["median_seconds"], summary["ratios"]
         print(f"[{mode}] " + "  ".join(f"{k} {v:.3f}s" for k, v in med.items()))
         print(f"[{mode}] " + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    print(markdown_table(report))
     print(f"wrote {out}")
     return 0
 
