@@ -139,6 +139,8 @@ def register(subparsers) -> None:
     course.add_argument("--models", help="comma-separated subset of the models to train")
     course.add_argument("--data-dir", help="data root (default $BPLAB_DATA_DIR or the user cache)")
     course.add_argument("--device", default="auto", help="device (default auto)")
+    course.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (default: torch's choice)")
     course.add_argument("--out", help="folder for the runs and the table (default "
                                       "runs/course-task3/<timestamp>)")
     course.set_defaults(func=cmd_course)
@@ -428,6 +430,7 @@ def cmd_course(args: argparse.Namespace) -> int:
     rows = []
     for settings, model, overrides in plan:
         overrides = {**overrides, "epochs": args.epochs, "device": args.device,
+                     "threads": args.threads,
                      "data.dataset": "mnist", "data.train_subset": args.train_subset}
         if args.data_dir:
             overrides["data.data_dir"] = args.data_dir
