@@ -68,7 +68,7 @@ def cmd_speed(args) -> None:
 
 
 def bare_loop(model, optimizer, loader, loss_fn) -> None:
-    """One epoch of the plain PyTorch loop that the trainer is compared against."""
+    """Run one epoch of the plain PyTorch loop that the trainer is compared against."""
     model.train()
     for x, y in loader:
         loss = loss_fn(model(x), y)

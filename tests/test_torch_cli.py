@@ -131,7 +131,7 @@ def test_export_pt2_matches(trained_run, capsys, tmp_path):
 
 
 def test_export_onnx(trained_run, capsys, tmp_path):
-    """ONNX export needs the onnx package; without it the error says what to install."""
+    """ONNX export needs the onnx package; without it the error names the packages to install."""
     run_dir, _ = trained_run
     output = tmp_path / "model.onnx"
     status = main(["export", str(run_dir), "--format", "onnx", "--output", str(output)])

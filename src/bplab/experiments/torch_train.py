@@ -274,8 +274,8 @@ def read_image_for_model(path: str | Path, in_chans: int, img_size: int, resize:
                          invert: bool = False):
     """Read an image file as uint8 (H, W, C) matching the model's channels and size.
 
-    RGB images are converted to grayscale for one-channel models (and grayscale to RGB for
-    three-channel ones) with a log line; a size mismatch raises unless `resize` is set.
+    RGB images are converted to grayscale for one-channel models, and grayscale to RGB for
+    three-channel ones, with a log line. A size mismatch raises unless `resize` is set.
     """
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError

@@ -1,7 +1,7 @@
 """torchvision classifiers behind the bplab model API, built without downloading weights.
 
-``weights=None`` is the default, so nothing is fetched; code that wants ImageNet weights passes a
-torchvision weights enum or name (torchvision then downloads into the torch cache).
+``weights=None`` is the default, so nothing is fetched. Code that wants ImageNet weights passes a
+torchvision weights enum or name, and torchvision then downloads them into the torch cache.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def torchvision_resnet(arch: str, num_classes: int = 1000, in_chans: int = 3,
                        weights=None) -> TorchvisionResNet:
     """Build torchvision ResNet `arch` ("resnet18", "resnet50", ...) with a new classifier.
 
-    With `weights` the ImageNet weights are loaded first; the final layer is then replaced when
-    `num_classes` differs from 1000, and the first convolution when `in_chans` is not 3 (its
-    pretrained filters are summed over the RGB channels, then repeated over `in_chans`).
+    With `weights` the ImageNet weights are loaded first. The final layer is then replaced when
+    `num_classes` differs from 1000, and the first convolution when `in_chans` is not 3. Its
+    pretrained filters are then summed over the RGB channels and repeated over `in_chans`.
     """
     import torchvision
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
-    """Where this process sits: its rank, the world size and the device it trains on."""
+    """Rank, world size, local rank and training device of this process."""
 
     rank: int = 0
     world_size: int = 1
@@ -95,9 +95,9 @@ def broadcast_object(obj, info: DistInfo):
 def gather_ordered(tensor: torch.Tensor, total: int, info: DistInfo) -> torch.Tensor:
     """Reassemble per-rank results of a padded, unshuffled DistributedSampler in dataset order.
 
-    Rank r holds the rows for dataset indices r, r + W, r + 2W, ... (W = world size), all ranks
-    the same count L; stacking them as (L, W, ...) and flattening restores the order, and the
-    padding the sampler added at the end is cut to `total` rows.
+    Rank r scores dataset indices r, r + W, r + 2W, ... (W = world size), and every rank has the
+    same count L. Stacking the parts as (L, W, ...) and flattening restores the order, and
+    cutting to `total` rows drops the padding that the sampler added at the end.
     """
     if not info.distributed:
         return tensor[:total]

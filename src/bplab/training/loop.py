@@ -1,6 +1,6 @@
 """A task-agnostic training loop: the caller passes the model, loss, metric and data loaders.
 
-The trainer knows nothing about classes or labels. It runs batch -> forward -> loss -> backward
+The trainer has no notion of classes or labels. It runs batch -> forward -> loss -> backward
 -> step -> zero grads -> bookkeeping, evaluates on the validation loader once per epoch, and
 leaves printing, files, checkpoints and early stopping to callbacks (see `callbacks.py`).
 """
