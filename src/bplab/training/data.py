@@ -174,7 +174,7 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
     if x_train.shape[1] != x_train.shape[2]:
         raise BplabError(f"{cfg.dataset}: images are {x_train.shape[1]}x{x_train.shape[2]}; "
                          "bplab's models expect square images, set data.img_size")
-    if cfg.dataset in NORMALIZATION:
+    if cfg.dataset in BUILTIN_DATASETS:
         mean, std = NORMALIZATION[cfg.dataset]
     else:
         scaled = x_train.reshape(len(x_train), -1, in_chans).astype(np.float32) / 255
