@@ -188,3 +188,27 @@ def test_list_models(capsys):
     out = capsys.readouterr().out
     assert "model lenet5: 61,706 parameters" in out
     assert "vit_tiny" in out
+
+
+def test_course_plan_pairs_settings():
+    """course task3 trains the four course models with the course's optimizers, then presets."""
+    from bplab.experiments.torch_train import course_task3_plan
+
+    plan = course_task3_plan(None, None)
+    course = {model: overrides for settings, model, overrides in plan if settings == "course"}
+    assert sorted(course) == ["lenet5", "resnet_course", "vgg_course", "vit_course"]
+    assert course["vgg_course"]["optim.name"] == "sgd"
+    assert course["vgg_course"]["optim.lr"] == 1e-3
+    assert course["vit_course"]["optim.name"] == "adam"
+    assert all(o["data.augment"] == "none" for o in course.values())
+    assert [m for s, m, _ in plan if s == "bplab"] == ["lenet5", "vgg_course_bn", "resnet8",
+                                                       "vit_tiny"]
+
+
+def test_course_unknown_model(capsys, tmp_path):
+    """An unknown --models entry lists the course's models."""
+    status = main(["course", "task3", "--models", "alexnet", "--out", str(tmp_path / "c")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "alexnet" in err
+    assert "vit_course" in err
