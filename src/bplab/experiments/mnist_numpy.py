@@ -59,7 +59,7 @@ class MnistConfig:
     schedule: str = "cosine"  # learning-rate schedule: constant, step, exponential, cosine
     l2: float = 0.0  # coefficient of l2 / 2 * sum(W ** 2)
     dropout: float = 0.0  # MLP dropout after each hidden activation
-    batch_size: int = 128  # images per step; 0 means the whole training split (full batch)
+    batch_size: int = 64  # images per step; 0 means the whole training split (full batch)
     epochs: int = 10  # passes over the training split (steps, with full batch)
     val_size: int = 5000  # validation images carved from the 60,000 training images
     train_subset: int = 0  # use only this many training images (0: all of the train split)
