@@ -153,7 +153,15 @@ def build_model(cfg: VOCModelConfig, num_classes: int, img_size: int):
 
         raise unknown_name_error("model source", source, MODEL_SOURCES)
     if source == "auto":
-        use_bplab = cfg.weights == "none" and cfg.name in list_models()
+        import torchvision
+
+        zoo = list_models()
+        known = set(zoo) | set(torchvision.models.list_models(module=torchvision.models))
+        if cfg.name not in known:
+            from bplab.errors import unknown_name_error
+
+            raise unknown_name_error("model (bplab zoo or torchvision)", cfg.name, known)
+        use_bplab = cfg.weights == "none" and cfg.name in zoo
         source = "bplab" if use_bplab else "torchvision"
     if source == "bplab":
         if cfg.weights != "none" or cfg.train_stages != -1:
