@@ -59,7 +59,7 @@ def load_data():
 
 
 def engine_epoch(x, y, seed):
-    """One epoch with the bplab engine's `fit`."""
+    """Train one epoch with the bplab engine's `fit`."""
     from bplab.engine.network import build_mlp
     from bplab.engine.trainer import fit
 
@@ -107,7 +107,7 @@ def lean_numpy_epoch(x, y, seed):
 
 
 def torch_epoch(x, y, seed, model=None, optimizer=None):
-    """One epoch of the same network in PyTorch on the CPU (loss and accuracy summed as the engine)."""
+    """Train one epoch in PyTorch on the CPU, summing loss and accuracy as the engine does."""
     import torch
 
     torch.manual_seed(seed)
@@ -138,7 +138,7 @@ def _torch_loop(torch, model, optimizer, data, target):
 
 
 def sklearn_epoch(x, y, seed, model=None):
-    """One epoch of scikit-learn's MLPClassifier (Adam, no L2) on float32 input."""
+    """Train one epoch of scikit-learn's MLPClassifier (Adam, no L2) on float32 input."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -214,7 +214,7 @@ def _accuracy(logits, y):
 
 
 def numpy_lenet_epoch(x_images, y, seed):
-    """One LeNet-5 epoch with the NumPy engine (Adam, batch 128)."""
+    """Train LeNet-5 for one epoch with the NumPy engine (Adam, batch 128)."""
     from bplab.engine.trainer import fit
     from bplab.experiments.mnist_numpy import build_lenet5
 
@@ -225,7 +225,7 @@ def numpy_lenet_epoch(x_images, y, seed):
 
 
 def torch_lenet_epoch(x_images, y, seed):
-    """One epoch of the same LeNet-5 in PyTorch on the CPU."""
+    """Train the same LeNet-5 for one epoch in PyTorch on the CPU."""
     import torch
     from torch import nn
 

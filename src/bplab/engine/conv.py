@@ -3,7 +3,7 @@
 Every layer follows the engine's Layer contract: ``forward`` caches what ``backward`` needs,
 ``backward`` adds into ``grads`` and returns dLoss/dx. Convolution is an im2col matrix product:
 ``sliding_window_view`` exposes each receptive field as a view, one copy lays the windows out as
-rows of a matrix, and one matmul does the work. The backward pass scatters the column gradients
+the columns of a matrix, and one matmul does the work. The backward pass scatters the column gradients
 back with one strided add per kernel offset (kH * kW adds), never a loop over pixels.
 
 Importing this module registers Conv2d, MaxPool2d, AvgPool2d and BatchNorm2d in
@@ -141,8 +141,8 @@ class Conv2d(Layer):
         ow = _output_size(w, kw, self.stride[1], self.padding[1], "Conv2d")
         x_padded = _pad(x, self.padding)
         windows = _windows(x_padded, self.kernel_size, self.stride)  # (N, C, OH, OW, kH, kW)
-        # One row per weight position, one column per output pixel; this layout copies faster
-        # than one row per output pixel because each row is a block of whole images.
+        # One row per weight position and one column per output pixel. This layout copies
+        # faster than one row per output pixel, because each row is a block of whole images.
         cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow)
         weight_matrix = self.params["weight"].reshape(self.out_channels, c * kh * kw)
         out = weight_matrix @ cols  # (O, N*OH*OW)
@@ -164,8 +164,8 @@ class Conv2d(Layer):
             self.grads["bias"] += grad_rows.sum(axis=1)
         grad_cols = (weight_matrix.T @ grad_rows).reshape(c, kh, kw, n, oh, ow)
 
-        # col2im: add each kernel offset's column block back onto the input pixels it came from
-        # (overlapping windows accumulate); the work is laid out (C, N, H, W) like grad_cols.
+        # col2im: add each kernel offset's column block back onto the input pixels it came from,
+        # so overlapping windows accumulate. The sum is laid out (C, N, H, W) like grad_cols.
         grad_padded = np.zeros((c, n) + tuple(padded_shape[2:]), dtype=grad_cols.dtype)
         for i, j, index in _offset_slices(self.kernel_size, self.stride, (oh, ow)):
             grad_padded[index] += grad_cols[:, i, j]
@@ -190,8 +190,9 @@ class MaxPool2d(Layer):
     ``stride`` defaults to ``kernel_size`` (non-overlapping windows); there is no padding.
     Tie convention: when several elements of a window share the maximum, the whole gradient goes
     to the first of them in row-major order within the window (top row first, then left to
-    right), which is also the element PyTorch's CPU kernel picks. With overlapping windows an
-    element that is the maximum of several windows receives the sum of their gradients.
+    right). PyTorch's CPU kernel picks the same element (checked against torch 2.14 in tests).
+    With overlapping windows, an element that is the maximum of several windows receives the sum
+    of their gradients.
     NOTE: a NaN input propagates to the output but receives no gradient.
     """
 
@@ -218,8 +219,8 @@ class MaxPool2d(Layer):
         return out  # (N, C, OH, OW)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        # d max / d x_k is 1 for the chosen element of the window and 0 for the others; the
-        # offsets are visited in row-major order and `taken` keeps later ties from matching.
+        # d max / d x_k is 1 for the chosen element of the window and 0 for the others. The
+        # offsets are visited in row-major order, and `taken` keeps later ties from matching.
         x, out = self._cache
         grad_x = np.zeros(x.shape, dtype=grad_out.dtype)
         taken = np.zeros(out.shape, dtype=bool)
@@ -279,9 +280,9 @@ class AvgPool2d(Layer):
 class BatchNorm2d(Layer):
     """Batch normalisation per channel over (N, H, W), with PyTorch's semantics.
 
-    Training normalises with the batch mean and the biased batch variance and updates the
-    running estimates as ``running = (1 - momentum) * running + momentum * batch`` using the
-    unbiased variance; evaluation normalises with the running estimates. Params "weight" (gamma,
+    Training normalises with the batch mean and the biased batch variance. It also updates the
+    running estimates as ``running = (1 - momentum) * running + momentum * batch``, with the
+    unbiased variance. Evaluation normalises with the running estimates. Params "weight" (gamma,
     ones) and "bias" (beta, zeros) have shape (C,); buffers "running_mean" and "running_var" too.
     """
 
