@@ -471,3 +471,45 @@ def test_sigmoid_bounded_for_any_finite_input(z):
         mirrored = sigmoid(-z)
     assert ((y >= 0.0) & (y <= 1.0)).all()
     np.testing.assert_allclose(y + mirrored, 1.0, rtol=1e-15, atol=0.0)
+
+
+def test_relu_keeps_nan():
+    """ReLU maps NaN to NaN, as PyTorch does, so diverged weights cannot hide behind it."""
+    assert np.isnan(ReLU().forward(np.array([np.nan, -1.0, 2.0]))[0])
+
+
+def test_softmax_tiny_probabilities_without_warning():
+    """Softmax and cross-entropy of [0, 708, 708] raise no underflow error."""
+    from bplab.engine.losses import SoftmaxCrossEntropy
+
+    z = np.array([[0.0, 708.0, 708.0], [708.0, 0.0, 708.0]])
+    with np.errstate(all="raise"):
+        Softmax().forward(z)
+        loss_fn = SoftmaxCrossEntropy()
+        loss_fn.forward(z, [1, 0])
+        assert np.isfinite(loss_fn.backward()).all()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"eps": 0}, "invalid eps 0"),
+    ({"eps": float("nan")}, "invalid eps nan"),
+    ({"x": np.array([[np.nan, 1.0]])}, "NaN"),
+    ({"x": [["a", "b"]]}, "must be numbers"),
+])
+def test_gradcheck_rejects_misuse(kwargs, message):
+    """gradcheck rejects a step eps <= 0 or NaN, and inputs that are NaN or not numbers."""
+    options = {"x": np.ones((2, 2)), **kwargs}
+    with pytest.raises(BplabError, match=message):
+        gradcheck(Linear(2, 3), **options)
+
+
+def test_linear_bias_shape_after_step():
+    """Linear's bias keeps shape (4,) after an optimizer step on a (4, 4) input."""
+    from bplab.engine.network import Sequential
+    from bplab.engine.optim import SGD
+
+    net = Sequential([Linear(4, 4)])
+    net.backward(np.ones_like(net.forward(np.ones((4, 4), dtype=np.float32))))
+    SGD(net.named_parameters(), lr=0.1).step()
+    assert net.layers[0].params["bias"].shape == (4,)
+    np.testing.assert_allclose(net.layers[0].params["bias"], [-0.4] * 4, rtol=1e-6)

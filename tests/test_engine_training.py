@@ -310,3 +310,105 @@ def test_fit_with_optimizer_instance_updates_the_network():
     fit(net, x, y, optimizer=opt, epochs=2)
     assert opt.t > 0
     assert not np.array_equal(net.state_dict()["0.weight"], before["0.weight"])
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"epochs": 2.0}, "invalid epochs 2.0"),
+    ({"epochs": -1}, "invalid epochs -1"),
+    ({"batch_size": None}, "invalid batch size None"),
+    ({"patience": -1, "val_fraction": 0.2}, "invalid patience -1"),
+    ({"seed": -1}, "invalid seed -1"),
+    ({"dtype": np.int32}, "expected float32 or float64"),
+    ({"val_data": (np.empty((0, 3)), np.empty(0))}, "val_data holds no samples"),
+])
+def test_fit_rejects_bad_options(options, message):
+    """Bad epochs, batch size, patience, seed, dtype or empty val_data raise one clear error."""
+    x, y = _toy_data()
+    with pytest.raises(BplabError, match=message):
+        fit(build_mlp((3, 4, 3)), x, y, **options)
+
+
+def test_fit_rejects_scalar_and_ragged_data():
+    """A scalar target and ragged nested lists raise BplabError, not TypeError or ValueError."""
+    x, _ = _toy_data()
+    with pytest.raises(BplabError, match="scalar"):
+        fit(build_mlp((3, 4, 3)), x, 5, epochs=1)
+    with pytest.raises(BplabError, match="invalid input"):
+        fit(build_mlp((2, 4, 3)), [[1.0, 2.0], [3.0]], [0, 1], epochs=1)
+
+
+def test_fit_rejects_optimizer_of_other_network():
+    """An optimizer built for another network's parameters is rejected instead of training nothing."""
+    x, y = _toy_data()
+    other = get_optimizer("sgd", build_mlp((3, 4, 3)).named_parameters())
+    with pytest.raises(BplabError, match="other parameters"):
+        fit(build_mlp((3, 4, 3)), x, y, optimizer=other, epochs=1)
+
+
+def test_fit_diverging_last_step_raises_without_warnings():
+    """Weights made NaN by an epoch's last step raise the divergence error, with no RuntimeWarning."""
+    x, y = _toy_data(n=8)
+    net = build_mlp((3, 4, 3), rng=np.random.default_rng(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BplabError, match=r"training diverged: parameter .* epoch 1, step 1"):
+            fit(net, x * 1e30, y, optimizer="sgd", lr=1e30, epochs=3, batch_size=8)
+
+
+def test_estimator_predict_before_fit():
+    """predict and predict_proba before fit raise BplabError, not AttributeError."""
+    with pytest.raises(BplabError, match="not fitted"):
+        BPClassifier().predict(np.zeros((1, 2)))
+    with pytest.raises(BplabError, match="not fitted"):
+        BPClassifier().predict_proba(np.zeros((1, 2)))
+
+
+def test_estimator_bad_options_and_labels():
+    """A bad dtype or seed, and labels mixing strings and None, raise BplabError."""
+    x, y = _toy_data(n=20, d=2, classes=2)
+    with pytest.raises(BplabError, match="expected float32 or float64"):
+        BPClassifier(dtype="int32", epochs=1).fit(x, y)
+    with pytest.raises(BplabError, match="invalid seed -1"):
+        BPClassifier(seed=-1, epochs=1).fit(x, y)
+    with pytest.raises(BplabError, match="all numbers or all strings"):
+        BPClassifier(epochs=1).fit(x, np.array(["a", None] * 10, dtype=object))
+
+
+def test_estimator_int_hidden_is_one_layer():
+    """hidden=5 builds one hidden layer of width 5, as scikit-learn's MLPClassifier does."""
+    x, y = _toy_data(n=20, d=2, classes=2)
+    clf = BPClassifier(hidden=5, epochs=1).fit(x, y)
+    assert clf.network_.layers[0].params["weight"].shape == (2, 5)
+
+
+def _edit_json(path, update):
+    import json
+    description = json.loads(path.read_text())
+    update(description)
+    path.write_text(json.dumps(description))
+
+
+def test_load_network_more_bad_files(tmp_path):
+    """Empty, wrongly typed and malformed files raise BplabError naming the problem."""
+    model = tmp_path / "model"
+    save_network(build_mlp((2, 3, 2)), model)
+    state = build_mlp((2, 3, 2)).state_dict()
+    state["0.weight"] = np.full((2, 3), "x")
+    np.savez(tmp_path / "model.npz", **state)
+    with pytest.raises(BplabError, match="0.weight has dtype <U1"):
+        load_network(model)
+    (tmp_path / "model.npz").write_bytes(b"")
+    with pytest.raises(BplabError, match="not a readable weights file"):
+        load_network(model)
+    save_network(build_mlp((2, 3, 2)), model)
+    _edit_json(tmp_path / "model.json", lambda d: d.update(dtype="int32"))
+    with pytest.raises(BplabError, match="expected float32 or float64"):
+        load_network(model)
+    save_network(build_mlp((2, 3, 2)), model)
+    _edit_json(tmp_path / "model.json", lambda d: d["network"].update(layers=5))
+    with pytest.raises(BplabError, match="'layers' must be a list"):
+        load_network(model)
+    save_network(build_mlp((2, 3, 2)), model)
+    _edit_json(tmp_path / "model.json", lambda d: d["network"]["layers"][0].update(type=["x"]))
+    with pytest.raises(BplabError, match="'type' key naming a layer"):
+        load_network(model)

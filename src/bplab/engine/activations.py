@@ -73,7 +73,8 @@ class ReLU(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._positive = x > 0
-        return np.where(self._positive, x, 0.0).astype(x.dtype, copy=False)
+        # np.maximum keeps NaN as NaN (as PyTorch does), so a diverged network cannot hide it.
+        return np.maximum(x, 0).astype(x.dtype, copy=False)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         positive = self._cached(self._positive)
@@ -164,7 +165,7 @@ class Softmax(Layer):
         shifted = x - x.max(axis=self.axis, keepdims=True)
         with np.errstate(under="ignore"):
             e = np.exp(shifted)
-        self._y = e / e.sum(axis=self.axis, keepdims=True)
+            self._y = e / e.sum(axis=self.axis, keepdims=True)
         return self._y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:

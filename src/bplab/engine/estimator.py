@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from bplab.engine.network import Sequential, build_mlp
-from bplab.engine.trainer import History, as_float_array, fit
+from bplab.engine.trainer import History, as_float_array, check_float_dtype, check_int, fit
 from bplab.errors import BplabError
 
 
@@ -56,13 +56,19 @@ class BPClassifier(ClassifierMixin, BaseEstimator):
         if y.dtype.kind == "f" and not np.all(y == np.round(y)):
             bad = y[y != np.round(y)][:3]
             raise BplabError(f"labels must be class ids, got non-integral values such as {bad}")
-        self.classes_, y_index = np.unique(y, return_inverse=True)
+        try:
+            self.classes_, y_index = np.unique(y, return_inverse=True)
+        except TypeError:  # an object array mixing e.g. strings and None
+            raise BplabError("labels must be all numbers or all strings") from None
         if len(self.classes_) < 2:
             raise BplabError(f"need at least two classes to train, got {list(self.classes_)}")
         self.n_features_in_ = X.shape[1]
-        rng = np.random.default_rng(self.seed)
+        seed = None if self.seed is None else check_int(self.seed, "seed", 0)
+        rng = np.random.default_rng(seed)
+        # One int is one hidden layer, as in scikit-learn's MLPClassifier.
+        hidden = (self.hidden,) if isinstance(self.hidden, (int, np.integer)) else self.hidden
         self.network_ = build_mlp(
-            (X.shape[1], *self.hidden, len(self.classes_)), activation=self.activation,
+            (X.shape[1], *hidden, len(self.classes_)), activation=self.activation,
             init=self.init, dropout=self.dropout, rng=rng, dtype=np.dtype(self.dtype),
         )
         self.history_: History = fit(
@@ -89,11 +95,12 @@ class BPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Return the predicted class labels, of shape (n_samples,)."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        logits = self.decision_function(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def _check_X(self, X, fitting: bool = False) -> np.ndarray:
         """Return `X` as a 2-D float array; a single sample of shape (n_features,) becomes one row."""
-        X = as_float_array(X, np.dtype(self.dtype))
+        X = as_float_array(X, check_float_dtype(self.dtype))
         if X.ndim == 1:
             X = X.reshape(1, -1)
         if X.ndim != 2:

@@ -106,7 +106,14 @@ def gradcheck(layer_or_loss, x: np.ndarray, y=None, eps: float = 1e-6,
     dict[str, float]
         Relative error (see ``relative_error``) for "input" and for each parameter name.
     """
-    x = np.array(x, dtype=np.float64)  # a copy, perturbed in place
+    if not (isinstance(eps, (int, float)) and 0 < eps < np.inf):
+        raise BplabError(f"invalid eps {eps!r}: expected a small positive number such as 1e-6")
+    try:
+        x = np.array(x, dtype=np.float64)  # a copy, perturbed in place
+    except (TypeError, ValueError) as exc:
+        raise BplabError(f"gradcheck input must be numbers: {exc}") from None
+    if not np.all(np.isfinite(x)):
+        raise BplabError("gradcheck input contains NaN or infinite values")
     if isinstance(layer_or_loss, Loss):
         return _check_loss(layer_or_loss, x, y, eps)
     if isinstance(layer_or_loss, Layer):

@@ -30,7 +30,10 @@ def save_network(net: Sequential, path: str | Path, metadata: dict | None = None
     leaves any earlier files intact.
     """
     npz_path, json_path = _paths(path)
-    npz_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        npz_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BplabError(f"cannot create folder {npz_path.parent}: {exc.strerror or exc}") from None
     description = {
         "format_version": FORMAT_VERSION,
         "dtype": str(net.dtype),
@@ -58,19 +61,25 @@ def load_network(path: str | Path) -> tuple[Sequential, dict]:
                              f"{json_path.name}")
     try:
         description = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BplabError(f"{json_path} is not a valid network description: {exc}") from None
     if not isinstance(description, dict) or "network" not in description:
         raise BplabError(f"{json_path} is not a valid network description: no 'network' key")
     if description.get("format_version") != FORMAT_VERSION:
         raise BplabError(f"{json_path} has format version {description.get('format_version')}; "
                          f"this bplab reads version {FORMAT_VERSION}")
-    net = Sequential.from_config(description["network"])
-    net.astype(np.dtype(description.get("dtype", "float32")))
+    dtype = description.get("dtype", "float32")
+    if dtype not in ("float32", "float64"):
+        raise BplabError(f"{json_path} has dtype {dtype!r}; expected float32 or float64")
+    try:
+        net = Sequential.from_config(description["network"])
+    except MemoryError:
+        raise BplabError(f"{json_path} describes a network too large for memory") from None
+    net.astype(np.dtype(dtype))
     try:
         with np.load(npz_path, allow_pickle=False) as archive:
             state = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise BplabError(f"{npz_path} is not a readable weights file: {exc}") from None
     try:
         net.load_state_dict(state)

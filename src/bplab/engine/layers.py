@@ -345,8 +345,8 @@ def layer_from_config(cfg: dict, rng: np.random.Generator | None = None) -> Laye
     Layer
         A new layer; its weights are freshly initialised, not loaded.
     """
-    if not isinstance(cfg, dict) or "type" not in cfg:
-        raise BplabError(f"layer config must be a dict with a 'type' key, got {cfg!r}")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("type"), str):
+        raise BplabError(f"layer config must be a dict with a 'type' key naming a layer, got {cfg!r}")
     options = dict(cfg)
     name = options.pop("type")
     if name not in LAYERS:

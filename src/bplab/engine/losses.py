@@ -163,15 +163,15 @@ class SoftmaxCrossEntropy(Loss):
         target = as_class_indices(y, c, n_samples=n)
 
         shifted = logits - logits.max(axis=1, keepdims=True)  # (N, C), max 0 per row
+        # Tiny probabilities may underflow to subnormals or 0 in exp and in the divisions.
         with np.errstate(under="ignore"):
             exp_shifted = np.exp(shifted)
-        sum_exp = exp_shifted.sum(axis=1, keepdims=True)  # (N, 1), in [1, C]
+            sum_exp = exp_shifted.sum(axis=1, keepdims=True)  # (N, 1), in [1, C]
+            grad = exp_shifted / sum_exp  # softmax probabilities
+            grad[np.arange(n), target] -= 1.0
+            self._grad = grad / n
         log_probs = shifted - np.log(sum_exp)
         loss = -log_probs[np.arange(n), target].mean()
-
-        grad = exp_shifted / sum_exp  # softmax probabilities
-        grad[np.arange(n), target] -= 1.0
-        self._grad = grad / n
         return float(loss)
 
 

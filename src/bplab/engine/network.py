@@ -104,6 +104,8 @@ class Sequential:
                 raise BplabError(
                     f"shape mismatch for {name}: network has {target.shape}, state has {value.shape}"
                 )
+            if value.dtype.kind not in "biuf":
+                raise BplabError(f"{name} has dtype {value.dtype}; expected numbers")
             np.copyto(target, value, casting="same_kind")
 
     def astype(self, dtype) -> Sequential:
@@ -121,7 +123,10 @@ class Sequential:
         """Build a network from `get_config` output, with freshly initialised weights."""
         if not isinstance(config, dict) or config.get("type") != "Sequential":
             raise BplabError("invalid network description: expected {'type': 'Sequential', ...}")
-        return cls(layer_from_config(layer, rng=rng) for layer in config.get("layers", []))
+        layers = config.get("layers", [])
+        if not isinstance(layers, list):
+            raise BplabError(f"invalid network description: 'layers' must be a list, got {layers!r}")
+        return cls(layer_from_config(layer, rng=rng) for layer in layers)
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(layer.get_config()) for layer in self.layers)

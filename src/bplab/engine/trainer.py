@@ -34,18 +34,44 @@ class History:
 
 def as_float_array(x, dtype=np.float32) -> np.ndarray:
     """Return `x` as a floating array of `dtype` (a copy for integer input); reject NaN and inf."""
-    x = np.asarray(x)
+    try:
+        x = np.asarray(x)
+    except ValueError as exc:  # ragged nested lists
+        raise BplabError(f"invalid input: {exc}") from None
     if x.dtype.kind not in "biuf":
         raise BplabError(f"invalid input of dtype {x.dtype}: expected numbers")
-    x = x.astype(dtype, copy=x.dtype != dtype)
-    if not np.all(np.isfinite(x)):
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise BplabError("input contains NaN or infinite values")
+    with np.errstate(over="ignore"):
+        x = x.astype(dtype, copy=x.dtype != dtype)
+    if not np.all(np.isfinite(x)):
+        raise BplabError(f"input contains values too large for {np.dtype(dtype)}")
     return x
+
+
+def check_float_dtype(dtype) -> np.dtype:
+    """Return `dtype` as a NumPy dtype, accepting only float32 and float64."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype not in (np.float32, np.float64):
+        raise BplabError(f"invalid dtype {dtype!r}: expected float32 or float64")
+    return dtype
+
+
+def check_int(value, name: str, low: int) -> int:
+    """Return `value` as an int, or raise naming `name` unless it is an integer >= `low`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise BplabError(f"invalid {name} {value!r}: expected an integer >= {low}")
+    return int(value)
 
 
 def prepare_targets(y, loss: Loss, n_outputs: int, n_samples: int) -> np.ndarray:
     """Check targets against the loss: class indices for cross-entropy, floats otherwise."""
     y = np.asarray(y)
+    if y.ndim == 0:
+        raise BplabError(f"targets must be an array of {n_samples} values, got the scalar {y!r}")
     if len(y) != n_samples:
         raise BplabError(f"got {n_samples} samples but {len(y)} targets")
     if loss.__class__.__name__ == "SoftmaxCrossEntropy":
@@ -89,6 +115,9 @@ def l2_penalty(net: Sequential, l2: float, add_grad: bool) -> float:
     return 0.5 * l2 * penalty
 
 
+# Overflow in a diverging run is reported once, by the non-finite loss or parameter check,
+# instead of as a stream of NumPy RuntimeWarnings.
+@np.errstate(over="ignore", invalid="ignore")
 def fit(
     net: Sequential,
     x,
@@ -132,16 +161,25 @@ def fit(
     patience : int or None
         Stop after this many epochs without improvement of `monitor` (``val_loss`` or
         ``val_accuracy``) and restore the best weights.
-    seed : int
+    seed : int or None
         Seeds the generator used for shuffling and for the validation split; the global NumPy
         state is never used.
+    dtype : {float32, float64}
+        Floating-point type of the network and the computation.
 
     Raises
     ------
     BplabError
-        When the training loss becomes NaN or infinite: the message names the epoch and step,
-        and no update is made with the non-finite gradient.
+        When the training loss or a parameter becomes NaN or infinite: the message names the
+        epoch and step, and no update is made with a non-finite loss.
     """
+    epochs = check_int(epochs, "epochs", 1)
+    batch_size = check_int(batch_size, "batch size", 1)
+    if patience is not None:
+        patience = check_int(patience, "patience", 0)
+    if seed is not None:
+        seed = check_int(seed, "seed", 0)
+    dtype = check_float_dtype(dtype)
     rng = np.random.default_rng(seed)
     loss_fn = get_loss(loss) if isinstance(loss, str) else loss
     if net.dtype != np.dtype(dtype):
@@ -161,6 +199,9 @@ def fit(
         if lr is not None:
             options["lr"] = lr
         optimizer = get_optimizer(optimizer, net.named_parameters(), **options)
+    elif not _updates_network(optimizer, net):
+        raise BplabError("the optimizer was built for other parameters than this network's; "
+                         "create it from net.named_parameters()")
     if monitor not in ("val_loss", "val_accuracy"):
         raise BplabError(f"invalid monitor {monitor!r}; valid choices: val_loss, val_accuracy")
     if patience is not None and x_val is None:
@@ -197,6 +238,8 @@ def fit(
             net.zero_grad()
             loss_sum += batch_loss * len(idx)
             correct += batch_accuracy(logits, yb)
+        # The next batch's loss catches non-finite weights, except after an epoch's last step.
+        _check_finite_parameters(net, epoch, steps_per_epoch, optimizer.lr)
 
         # bookkeeping -> eval -> callbacks -> stop check
         record = {"epoch": epoch, "loss": loss_sum / len(x), "train_accuracy": correct / len(x),
@@ -234,10 +277,24 @@ def _output_size(net: Sequential, x: np.ndarray) -> int:
     return int(out.shape[-1])
 
 
+def _updates_network(optimizer: Optimizer, net: Sequential) -> bool:
+    """Return True when `optimizer` updates exactly the parameter arrays of `net`."""
+    own = [id(param) for _, param, _ in net.named_parameters()]
+    return sorted(own) == sorted(id(param) for _, param, _ in optimizer.params)
+
+
+def _check_finite_parameters(net: Sequential, epoch: int, step: int, lr: float) -> None:
+    """Raise the divergence error when a step has left a parameter NaN or infinite."""
+    for name, param, _ in net.named_parameters():
+        if not np.all(np.isfinite(param)):
+            raise BplabError(
+                f"training diverged: parameter {name} became NaN or infinite at epoch {epoch}, "
+                f"step {step} (learning rate {lr:g}); lower the learning rate"
+            )
+
+
 def _check_batch_size(batch_size: int, n_samples: int) -> int:
-    """Return `batch_size` clipped to the number of samples; reject values below 1."""
-    if batch_size < 1:
-        raise BplabError(f"invalid batch size {batch_size}: expected at least 1")
+    """Return `batch_size` clipped to the number of samples."""
     if batch_size > n_samples:
         logger.info("batch size %d is larger than the %d training samples; using %d",
                     batch_size, n_samples, n_samples)
@@ -248,6 +305,8 @@ def _split_validation(x, y, val_data, val_fraction, rng, loss_fn, n_outputs, dty
     """Return ``x, y, x_val, y_val``: the given validation set or a seeded slice of the training set."""
     if val_data is not None:
         x_val = as_float_array(val_data[0], dtype)
+        if x_val.ndim == 0 or len(x_val) == 0:
+            raise BplabError("val_data holds no samples; pass None to train without validation")
         y_val = prepare_targets(val_data[1], loss_fn, n_outputs, len(x_val))
         return x, y, x_val, y_val
     if not val_fraction:
