@@ -60,3 +60,37 @@ def test_report_command_missing_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "nowhere not found" in err[0]
+
+
+def test_report_refuses_folder_without_run_files(tmp_path, capsys):
+    """`bplab report` on a folder with no run files leaves its report.html alone."""
+    (tmp_path / "report.html").write_text("<p>my own page</p>")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert (tmp_path / "report.html").read_text() == "<p>my own page</p>"
+
+
+def test_report_refuses_to_overwrite_foreign_page(tmp_path, capsys):
+    """`bplab report` never overwrites a report.html that bplab did not write."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "report.html").write_text("<p>my own page</p>")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not written by bplab" in capsys.readouterr().err
+    assert (tmp_path / "report.html").read_text() == "<p>my own page</p>"
+
+
+def test_report_rewrites_its_own_page(tmp_path, capsys):
+    """`bplab report` can be run twice on a run folder."""
+    (tmp_path / "config.json").write_text('{"lr": 0.1}')
+    assert main(["report", str(tmp_path)]) == 0
+    assert main(["report", str(tmp_path)]) == 0
+    assert "lr" in (tmp_path / "report.html").read_text()
+
+
+def test_report_bad_metrics_one_line(tmp_path, capsys):
+    """A corrupt metrics.jsonl gives one error line naming the file."""
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{broken\n')
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "metrics.jsonl is not valid JSON lines" in err[0]

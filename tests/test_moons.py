@@ -9,6 +9,7 @@ import pytest
 from bplab.cli import main
 from bplab.data.moons import load_moons
 from bplab.engine.io import load_network
+from bplab.errors import BplabError
 from bplab.experiments.moons import PRESETS, run_moons
 
 RUN_FILES = ["config.json", "metrics.jsonl", "summary.json", "decision_boundary.png",
@@ -71,7 +72,11 @@ def test_saved_model_predicts_like_run(tmp_path):
 
 @pytest.mark.parametrize("argv,expected", [
     (["--activation", "swish"], "invalid choice: 'swish' (choose from 'elu', 'gelu'"),
-    (["--noise", "-0.1"], "--noise: invalid value -0.1: must be a number >= 0"),
+    (["--noise", "-0.1"], "--noise: invalid value -0.1: must be a finite number >= 0"),
+    (["--noise", "inf"], "--noise: invalid value inf: must be a finite number >= 0"),
+    (["--l2", "inf"], "--l2: invalid value inf: must be a finite number >= 0"),
+    (["--seed", "-1"], "--seed: invalid value -1: must be an integer in [0, 4294967295]"),
+    (["--n", "abc"], "--n: invalid value abc: must be an integer"),
     (["--hidden", "8,x"], "--hidden: invalid value '8,x'"),
     (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
 ])
@@ -103,3 +108,50 @@ def test_html_report_links_figures(tmp_path):
     assert "test_accuracy" in page
     for name in ("decision_boundary.png", "curves.png", "training.gif"):
         assert f"src='{name}'" in page
+
+
+def test_cli_diverging_run_names_partial_folder(tmp_path, capsys):
+    """A diverging run exits 2 with one line naming the epoch and the partial run folder."""
+    out = tmp_path / "run"
+    argv = ["moons", "--epochs", "3", "--activation", "relu", "--optimizer", "sgd", "--lr", "1e30",
+            "--gif-frames", "0", "--out", str(out)]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bplab")]
+    assert len(err) == 1
+    assert "training diverged" in err[0]
+    assert f"{out} keeps config.json" in err[0]
+
+
+def test_cli_interrupt_names_partial_folder(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during training exits 130 with one line naming the partial run folder."""
+    import bplab.experiments.moons as moons
+
+    def interrupted_fit(*args, callbacks, **kwargs):
+        callbacks[0]({"epoch": 1, "loss": 0.5}, None)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(moons, "fit", interrupted_fit)
+    out = tmp_path / "run"
+    assert main(["moons", "--gif-frames", "0", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"bplab: interrupted: {out} keeps config.json and metrics.jsonl of the 1 "
+                   "finished epochs"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl"]
+
+
+def test_cli_out_that_cannot_be_created(tmp_path, capsys):
+    """An --out below a file gives one error line, not a traceback."""
+    (tmp_path / "file").write_text("mine")
+    assert main(["moons", "--epochs", "1", "--out", str(tmp_path / "file" / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "cannot create run folder" in err[0]
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_load_moons_rejects_bad_noise_and_seed():
+    """load_moons rejects infinite noise and seeds scikit-learn cannot take."""
+    with pytest.raises(BplabError, match="invalid noise inf"):
+        load_moons(100, float("inf"), 0)
+    with pytest.raises(BplabError, match="invalid seed -1"):
+        load_moons(100, 0.1, -1)

@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except BplabError as exc:
         print(f"bplab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bplab: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A command may pass a note, such as where a partial run was kept.
+        note = f": {exc}" if str(exc) else ""
+        print(f"bplab: interrupted{note}", file=sys.stderr)
         return 130
     return int(status or 0)

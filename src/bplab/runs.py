@@ -21,7 +21,11 @@ def make_run_dir(experiment: str, out: str | Path | None = None, root: str | Pat
         path = Path(out)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise BplabError(f"run folder {path} already exists and is not empty; choose another --out")
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BplabError(f"cannot create run folder {path}: {exc.strerror or exc}; "
+                             "choose another --out") from None
         return path
     base = Path(root) / experiment
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -30,7 +34,10 @@ def make_run_dir(experiment: str, out: str | Path | None = None, root: str | Pat
     while path.exists():
         suffix += 1
         path = base / f"{stamp}-{suffix}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise BplabError(f"cannot create run folder {path}: {exc.strerror or exc}") from None
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +46,11 @@ def load_moons(n: int, noise: float, seed: int, val_fraction: float = 0.2,
     """
     if n < 10:
         raise BplabError(f"invalid number of points {n}: need at least 10")
-    if not noise >= 0:
-        raise BplabError(f"invalid noise {noise}: expected a number >= 0")
+    if not (noise >= 0 and math.isfinite(noise)):
+        raise BplabError(f"invalid noise {noise}: expected a finite number >= 0")
+    # scikit-learn accepts integer seeds in [0, 2**32 - 1] only.
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise BplabError(f"invalid seed {seed!r}: expected an integer from 0 to 2**32 - 1")
     if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise BplabError(f"invalid split fractions val={val_fraction}, test={test_fraction}: "
                          "each in [0, 1) with a sum below 1")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -76,21 +77,26 @@ PRESETS = {
 def run_moons(cfg: MoonsConfig, out=None, progress: bool = True) -> dict:
     """Train one network on two moons, write the run folder and return the summary dict."""
     data = load_moons(cfg.n, cfg.noise, cfg.seed, cfg.val_fraction, cfg.test_fraction)
-    run_dir = make_run_dir("moons", out)
-    write_json(run_dir / "config.json", to_dict(cfg))
     rng = np.random.default_rng(cfg.seed)
     net = build_mlp((2, *cfg.hidden, 2), activation=cfg.activation, init=cfg.init, rng=rng)
+    run_dir = make_run_dir("moons", out)
+    write_json(run_dir / "config.json", to_dict(cfg))
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     snapshots = _BoundarySnapshots(data, cfg.epochs, cfg.gif_frames)
     has_val = len(data.x_val) > 0
 
-    history = fit(
-        net, data.x_train, data.y_train, optimizer=cfg.optimizer, lr=cfg.lr, epochs=cfg.epochs,
-        batch_size=cfg.batch_size or len(data.x_train), l2=cfg.l2,
-        val_data=(data.x_val, data.y_val) if has_val else None,
-        patience=cfg.patience if (cfg.patience and has_val) else None, seed=cfg.seed,
-        callbacks=[lambda record, _: metrics.append(record), snapshots], progress=progress,
-    )
+    try:
+        history = fit(
+            net, data.x_train, data.y_train, optimizer=cfg.optimizer, lr=cfg.lr,
+            epochs=cfg.epochs, batch_size=cfg.batch_size or len(data.x_train), l2=cfg.l2,
+            val_data=(data.x_val, data.y_val) if has_val else None,
+            patience=cfg.patience if (cfg.patience and has_val) else None, seed=cfg.seed,
+            callbacks=[lambda record, _: metrics.append(record), snapshots], progress=progress,
+        )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_partial_run_note(run_dir, metrics)) from None
+    except BplabError as exc:
+        raise BplabError(f"{exc}; {_partial_run_note(run_dir, metrics)}") from None
 
     loss = get_loss("cross_entropy")
     x = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
@@ -110,6 +116,13 @@ def run_moons(cfg: MoonsConfig, out=None, progress: bool = True) -> dict:
     write_json(run_dir / "summary.json", summary)
     write_html_report(run_dir, title=f"two moons, {cfg.preset} preset")
     return summary
+
+
+def _partial_run_note(run_dir, metrics: MetricsLog) -> str:
+    """Say what a run stopped during training left in its folder."""
+    epochs = len(metrics.records)
+    kept = "config.json and metrics.jsonl" if epochs else "config.json"
+    return f"{run_dir} keeps {kept} of the {epochs} finished epochs"
 
 
 class _BoundarySnapshots:
@@ -165,24 +178,37 @@ def _write_figures(run_dir, net, data, records, snapshots, cfg) -> None:
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text}: must be a number >= 0")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"invalid value {text}: must be a finite number >= 0")
+    return value
+
+
+def _integer(text: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text}: must be an integer") from None
+    if value < low or (high is not None and value > high):
+        limits = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise argparse.ArgumentTypeError(f"invalid value {text}: must be an integer {limits}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text}: must be an integer >= 1")
-    return value
+    return _integer(text, 1)
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text}: must be an integer >= 0")
-    return value
+    return _integer(text, 0)
+
+
+def _seed(text: str) -> int:
+    # scikit-learn's make_moons takes seeds in [0, 2**32 - 1].
+    return _integer(text, 0, 2**32 - 1)
 
 
 def _hidden_sizes(text: str) -> tuple[int, ...]:
@@ -204,7 +230,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'default' (1000 points, 2-16-16-2 tanh, Adam) (default: default)")
     parser.add_argument("--n", type=_positive_int, help="number of points")
     parser.add_argument("--noise", type=_non_negative_float, help="std of the noise (>= 0)")
-    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--seed", type=_seed, help="random seed, 0 to 2**32 - 1")
     parser.add_argument("--hidden", type=_hidden_sizes, help="hidden widths, e.g. 16,16")
     parser.add_argument("--activation", choices=activations, help="hidden activation")
     parser.add_argument("--init", choices=sorted(INITIALIZERS), help="weight initializer")

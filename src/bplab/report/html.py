@@ -16,6 +16,16 @@ th { background: #f0f0f0; } td.key { text-align: left; font-family: monospace; }
 figure { display: inline-block; margin: 0.5em; } img { max-width: 32em; border: 1px solid #ddd; }
 """
 
+# Marks a page as bplab's, so that a report.html written by someone else is never overwritten.
+GENERATOR = "<meta name='generator' content='bplab'>"
+RUN_FILES = ("config.json", "summary.json", "metrics.jsonl")
+
+
+def _written_by_bplab(path: Path) -> bool:
+    """Return True for a page with bplab's generator tag or the run-folder line of older pages."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return GENERATOR in text or "<p>Run folder: <code>" in text
+
 
 def _format(value) -> str:
     if isinstance(value, float):
@@ -46,7 +56,13 @@ def write_html_report(run_dir: str | Path, title: str | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise BplabError(f"run folder {run_dir} not found")
+        raise BplabError(f"run folder {run_dir} not found" if not run_dir.exists()
+                         else f"{run_dir} is not a folder; expected a run folder")
+    if not any((run_dir / name).is_file() for name in RUN_FILES):
+        raise BplabError(f"{run_dir} is not a run folder: it has none of {', '.join(RUN_FILES)}")
+    out = run_dir / "report.html"
+    if out.is_file() and not _written_by_bplab(out):
+        raise BplabError(f"{out} exists and was not written by bplab; move it away first")
     parts = [f"<h1>{html.escape(title or run_dir.name)}</h1>",
              f"<p>Run folder: <code>{html.escape(str(run_dir.resolve()))}</code></p>"]
     for name, heading in (("summary.json", "Summary"), ("config.json", "Config")):
@@ -54,7 +70,7 @@ def write_html_report(run_dir: str | Path, title: str | None = None) -> Path:
         if path.is_file():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BplabError(f"{path} is not valid JSON: {exc}") from None
             if isinstance(data, dict):
                 parts.append(f"<h2>{heading}</h2>{_key_value_table(data)}")
@@ -65,13 +81,15 @@ def write_html_report(run_dir: str | Path, title: str | None = None) -> Path:
                   f"<figcaption>{html.escape(p.name)}</figcaption></figure>" for p in figures]
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
-        records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()
-                   if line.strip()]
+        try:
+            records = [json.loads(line) for line in
+                       metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BplabError(f"{metrics} is not valid JSON lines: {exc}") from None
         if records:
             parts.append(f"<h2>Metrics per epoch</h2>{_metrics_table(records)}")
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}"
             f"<title>{html.escape(title or run_dir.name)}</title><style>{STYLE}</style></head>"
             f"<body>{''.join(parts)}</body></html>\n")
-    out = run_dir / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
