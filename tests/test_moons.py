@@ -155,3 +155,12 @@ def test_load_moons_rejects_bad_noise_and_seed():
         load_moons(100, float("inf"), 0)
     with pytest.raises(BplabError, match="invalid seed -1"):
         load_moons(100, 0.1, -1)
+
+
+def test_patience_without_val_split_warns(tmp_path, caplog):
+    """--patience with the course preset, which has no val split, is reported as ignored."""
+    cfg = replace(PRESETS["course"], epochs=2, patience=5, gif_frames=0)
+    with caplog.at_level("WARNING", logger="bplab.experiments.moons"):
+        summary = run_moons(cfg, out=tmp_path / "run", progress=False)
+    assert "patience 5 is ignored" in caplog.text
+    assert summary["epochs"] == 2

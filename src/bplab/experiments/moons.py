@@ -84,6 +84,9 @@ def run_moons(cfg: MoonsConfig, out=None, progress: bool = True) -> dict:
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     snapshots = _BoundarySnapshots(data, cfg.epochs, cfg.gif_frames)
     has_val = len(data.x_val) > 0
+    if cfg.patience and not has_val:
+        logger.warning("patience %d is ignored: early stopping needs a validation split, and "
+                       "val_fraction is 0", cfg.patience)
 
     try:
         history = fit(
