@@ -94,3 +94,17 @@ def test_report_bad_metrics_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "metrics.jsonl is not valid JSON lines" in err[0]
+
+
+def test_write_json_numpy_nan_is_null(tmp_path):
+    """NumPy NaN and inf, alone or in arrays, are written as null so the file stays valid JSON."""
+    import json
+
+    import numpy as np
+
+    from bplab.runs import write_json
+
+    write_json(tmp_path / "s.json", {"a": np.float64("nan"), "b": np.array([1.0, np.inf])})
+    text = (tmp_path / "s.json").read_text()
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == {
+        "a": None, "b": [1.0, None]}

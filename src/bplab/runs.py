@@ -44,7 +44,7 @@ def make_run_dir(experiment: str, out: str | Path | None = None, root: str | Pat
 def _json_ready(value: Any) -> Any:
     """Convert NumPy scalars and arrays, tuples and paths so that json can write them."""
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _json_ready(value.tolist())  # NumPy NaN and inf become null too
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
