@@ -108,3 +108,17 @@ def test_write_json_numpy_nan_is_null(tmp_path):
     text = (tmp_path / "s.json").read_text()
     assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == {
         "a": None, "b": [1.0, None]}
+
+
+def test_out_of_memory_one_line(capsys, monkeypatch):
+    """A MemoryError in a command gives one error line, not a traceback."""
+    import bplab.experiments.moons as moons
+
+    def too_large(*args, **kwargs):
+        raise MemoryError("Unable to allocate 74.5 GiB")
+
+    monkeypatch.setattr(moons, "build_mlp", too_large)
+    assert main(["moons", "--hidden", "100000,100000", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("bplab: error: out of memory")

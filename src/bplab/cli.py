@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     except BplabError as exc:
         print(f"bplab: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        print(f"bplab: error: out of memory ({exc}); use a smaller model, batch or dataset",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         # A command may pass a note, such as where a partial run was kept.
         note = f": {exc}" if str(exc) else ""
