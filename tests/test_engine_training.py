@@ -412,3 +412,15 @@ def test_load_network_more_bad_files(tmp_path):
     _edit_json(tmp_path / "model.json", lambda d: d["network"]["layers"][0].update(type=["x"]))
     with pytest.raises(BplabError, match="'type' key naming a layer"):
         load_network(model)
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("rmsprop", {"rho": 1.5}, "invalid rho 1.5"),
+    ("rmsprop", {"eps": 0.0}, "invalid eps 0.0"),
+    ("adam", {"eps": -1e-8}, "invalid eps -1e-08"),
+    ("adamw", {"weight_decay": -0.1}, "invalid weight_decay -0.1"),
+])
+def test_optimizer_rejects_bad_options(name, options, message):
+    """Out-of-range rho, eps and weight decay raise BplabError naming the option."""
+    with pytest.raises(BplabError, match=message):
+        get_optimizer(name, [("w", np.zeros(1), np.zeros(1))], **options)

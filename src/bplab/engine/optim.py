@@ -40,6 +40,13 @@ class Optimizer:
             grad.fill(0)
 
 
+def _check_eps(eps: float) -> float:
+    """Return `eps`, the term that keeps a denominator away from 0, or raise unless it is > 0."""
+    if not (eps > 0 and math.isfinite(eps)):
+        raise BplabError(f"invalid eps {eps}: expected a small positive number such as 1e-8")
+    return eps
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with (Nesterov) momentum.
 
@@ -78,8 +85,10 @@ class RMSProp(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8):
         super().__init__(params, lr)
+        if not 0.0 <= rho < 1.0:
+            raise BplabError(f"invalid rho {rho}: expected 0 <= rho < 1")
         self.rho = rho
-        self.eps = eps
+        self.eps = _check_eps(eps)
         self.square_avg = [np.zeros_like(p) for _, p, _ in self.params]
 
     def _update(self, i, param, grad):
@@ -101,7 +110,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2 = (float(b) for b in betas)
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise BplabError(f"invalid betas {tuple(betas)}: each must be in [0, 1)")
-        self.eps = eps
+        self.eps = _check_eps(eps)
         self.m = [np.zeros_like(p) for _, p, _ in self.params]
         self.v = [np.zeros_like(p) for _, p, _ in self.params]
 
@@ -138,6 +147,8 @@ class AdamW(Adam):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2):
         super().__init__(params, lr, betas, eps)
+        if not (0.0 <= weight_decay and math.isfinite(weight_decay)):
+            raise BplabError(f"invalid weight_decay {weight_decay}: expected a finite number >= 0")
         self.weight_decay = weight_decay
 
     def _update(self, i, param, grad):
