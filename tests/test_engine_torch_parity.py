@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bplab.engine.activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from bplab.engine.layers import BatchNorm1d, Flatten, Linear
+from bplab.engine.layers import BatchNorm1d, Dropout, Flatten, Linear
 from bplab.engine.losses import MSE, BCEWithLogits, SoftmaxCrossEntropy
 
 torch = pytest.importorskip("torch")
@@ -120,6 +120,32 @@ def test_flatten_matches_torch():
     layer = Flatten()
     assert_close(layer.forward(x), y_t, "output")
     assert_close(layer.backward(grad_out.reshape(3, 10)), x_t.grad, "input gradient")
+
+
+class _FixedMask:
+    """Stands in for a NumPy Generator: `random` returns 1 where `keep` is True, else 0."""
+
+    def __init__(self, keep):
+        self.keep = keep
+
+    def random(self, shape):
+        assert shape == self.keep.shape
+        return self.keep.astype(np.float64)
+
+
+def test_dropout_matches_torch():
+    """With torch's own mask, Dropout's output and input gradient equal F.dropout's."""
+    x, grad_out = inputs((6, 5))
+    torch.manual_seed(0)
+    x_t = tensor(x, requires_grad=True)
+    y_t = F.dropout(x_t, p=0.4, training=True)
+    y_t.backward(tensor(grad_out))
+    keep = y_t.detach().numpy() != 0  # x has no zeros, so a zero output is a dropped unit
+    assert keep.any()
+    assert not keep.all()
+    layer = Dropout(0.4, rng=_FixedMask(keep))
+    assert_close(layer.forward(x), y_t, "output")
+    assert_close(layer.backward(grad_out), x_t.grad, "input gradient")
 
 
 # ---------------------------------------------------------------- losses
