@@ -424,3 +424,10 @@ def test_optimizer_rejects_bad_options(name, options, message):
     """Out-of-range rho, eps and weight decay raise BplabError naming the option."""
     with pytest.raises(BplabError, match=message):
         get_optimizer(name, [("w", np.zeros(1), np.zeros(1))], **options)
+
+
+def test_progress_bar_hidden_without_terminal(capsys):
+    """progress=True draws no bar when stderr is not a terminal, so logs stay clean."""
+    x, y = _toy_data()
+    fit(build_mlp((3, 4, 3)), x, y, epochs=2, progress=True)
+    assert capsys.readouterr().err == ""

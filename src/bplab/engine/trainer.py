@@ -214,7 +214,9 @@ def fit(
     start_time = time.perf_counter()
     net.train()
     net.zero_grad()
-    bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress, leave=False)
+    # disable=None lets tqdm hide the bar when stderr is not a terminal (logs, CI).
+    bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=None if progress else True,
+               leave=False)
     for epoch in bar:
         epoch_start = time.perf_counter()
         order = rng.permutation(len(x))
