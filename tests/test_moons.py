@@ -164,3 +164,16 @@ def test_patience_without_val_split_warns(tmp_path, caplog):
         summary = run_moons(cfg, out=tmp_path / "run", progress=False)
     assert "patience 5 is ignored" in caplog.text
     assert summary["epochs"] == 2
+
+
+def test_gif_ends_with_kept_weights(tmp_path):
+    """With early stopping, training.gif ends on the restored best weights, not the last epoch's."""
+    from PIL import Image
+
+    cfg = replace(PRESETS["default"], n=200, epochs=40, patience=3, gif_frames=5)
+    summary = run_moons(cfg, out=tmp_path / "run", progress=False)
+    assert summary["stopped_early"]
+    with Image.open(tmp_path / "run" / "training.gif") as gif:
+        frames = gif.n_frames
+    epochs_drawn = sum(1 for e in np.linspace(1, 40, 5).round() if e <= summary["epochs"])
+    assert frames == epochs_drawn + 1

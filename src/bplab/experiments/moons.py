@@ -115,6 +115,7 @@ def run_moons(cfg: MoonsConfig, out=None, progress: bool = True) -> dict:
                    stopped_early=history.stopped_early, seconds=round(history.seconds, 3),
                    parameters=net.num_parameters(), run_dir=str(run_dir))
     save_network(net, run_dir / "model", metadata={"experiment": "moons", "classes": [0, 1]})
+    snapshots.add_final(net, history)
     _write_figures(run_dir, net, data, history.records, snapshots, cfg)
     write_json(run_dir / "summary.json", summary)
     write_html_report(run_dir, title=f"two moons, {cfg.preset} preset")
@@ -138,12 +139,18 @@ class _BoundarySnapshots:
         count = min(frames, epochs)
         self.epochs = set(np.unique(np.linspace(1, epochs, count).round().astype(int)).tolist()) \
             if count else set()
-        self.frames: list[tuple[int, np.ndarray, float]] = []
+        self.frames: list[tuple[str, np.ndarray]] = []  # (title, P(class 1) on the mesh)
 
     def __call__(self, record: dict, net: Sequential) -> None:
         if record["epoch"] in self.epochs:
-            self.frames.append((record["epoch"], _prob_class1(net, self.grid, self.xx.shape),
-                                record["loss"]))
+            self.frames.append((f"epoch {record['epoch']}, loss {record['loss']:.3f}",
+                                _prob_class1(net, self.grid, self.xx.shape)))
+
+    def add_final(self, net: Sequential, history) -> None:
+        """Add a last frame of the weights training kept, when early stopping restored others."""
+        if self.frames and history.best_epoch is not None:
+            self.frames.append((f"kept weights of epoch {history.best_epoch}",
+                                _prob_class1(net, self.grid, self.xx.shape)))
 
 
 def _prob_class1(net: Sequential, points: np.ndarray, shape) -> np.ndarray:
@@ -174,9 +181,8 @@ def _write_figures(run_dir, net, data, records, snapshots, cfg) -> None:
     save_figure(plot_curves(records), run_dir / "curves.png")
     if snapshots.frames:
         figures = (moons_plots.boundary_frame(snapshots.xx, snapshots.yy, prob_frame,
-                                              data.x_train, data.y_train,
-                                              f"epoch {epoch}, loss {loss:.3f}")
-                   for epoch, prob_frame, loss in snapshots.frames)
+                                              data.x_train, data.y_train, title)
+                   for title, prob_frame in snapshots.frames)
         moons_plots.save_gif(figures, run_dir / "training.gif")
 
 
