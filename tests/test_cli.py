@@ -122,3 +122,11 @@ def test_out_of_memory_one_line(capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("bplab: error: out of memory")
+
+
+def test_overrides_reject_bool_for_numbers():
+    """A TOML true or false for a number field is rejected instead of becoming 1 or 0."""
+    with pytest.raises(BplabError, match="invalid value True for epochs: expected int"):
+        apply_overrides(_Config(), {"epochs": True})
+    with pytest.raises(BplabError, match="invalid value False for optim.lr: expected float"):
+        apply_overrides(_Config(), {"optim.lr": False})

@@ -62,6 +62,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         try:
             if annotation is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
+            if annotation in (int, float) and isinstance(value, bool):  # TOML true is not 1
+                raise ValueError
             return annotation(value)
         except (TypeError, ValueError):
             raise BplabError(
