@@ -144,6 +144,21 @@ def test_gradients_accumulate_until_zero_grad():
     assert not layer.grads["weight"].any()
 
 
+def test_conv2d_without_input_grad():
+    """With input_grad off, backward returns None and the parameter gradients are unchanged."""
+    rng = np.random.default_rng(10)
+    layer = Conv2d(2, 3, 3, padding=1, rng=rng, dtype=np.float64)
+    x = rng.standard_normal((2, 2, 5, 4))
+    grad_out = rng.standard_normal((2, 3, 5, 4))
+    expected = analytic_gradients(layer, x, grad_out)
+    layer.input_grad = False
+    layer.zero_grad()
+    layer.forward(x)
+    assert layer.backward(grad_out) is None
+    np.testing.assert_array_equal(layer.grads["weight"], expected["weight"])
+    np.testing.assert_array_equal(layer.grads["bias"], expected["bias"])
+
+
 def test_conv2d_init_and_dtype():
     """Conv2d uses the PyTorch weight layout, He-normal scale, zero bias and the requested dtype."""
     layer = Conv2d(16, 32, 3, rng=np.random.default_rng(5))

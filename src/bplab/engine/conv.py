@@ -103,6 +103,9 @@ class Conv2d(Layer):
     The weight has shape (O, C, kH, kW) as in PyTorch, the bias shape (O,). The output has shape
     (N, O, OH, OW) with OH = (H + 2 * padding - kH) // stride + 1, and likewise OW.
     Gradients accumulate across backward calls until ``zero_grad()``.
+
+    Set ``input_grad = False`` on a first layer whose input is the data: ``backward`` then
+    computes only the parameter gradients and returns None, which saves the col2im pass.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -131,6 +134,7 @@ class Conv2d(Layer):
         if self.use_bias:
             self.params["bias"] = np.zeros(self.out_channels, dtype=dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.input_grad = True  # False: backward skips dLoss/dx and returns None
         self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -152,7 +156,7 @@ class Conv2d(Layer):
         out = out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)  # (N, O, OH, OW)
         return np.ascontiguousarray(out)
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         # out = W @ cols + b, so dW = grad @ cols^T, db = row sums of grad, dcols = W^T @ grad
         cols, padded_shape, (n, oh, ow) = self._cache
         c = self.in_channels
@@ -162,6 +166,8 @@ class Conv2d(Layer):
         self.grads["weight"] += (grad_rows @ cols.T).reshape(self.params["weight"].shape)
         if self.use_bias:
             self.grads["bias"] += grad_rows.sum(axis=1)
+        if not self.input_grad:
+            return None
         grad_cols = (weight_matrix.T @ grad_rows).reshape(c, kh, kw, n, oh, ow)
 
         # col2im: add each kernel offset's column block back onto the input pixels it came from,
