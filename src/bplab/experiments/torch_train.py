@@ -293,7 +293,8 @@ def read_image_for_model(path: str | Path, in_chans: int, img_size: int, resize:
     if in_chans not in (1, 3):
         raise BplabError(f"the model takes {in_chans} channels; predict handles 1 or 3")
     if image.mode != mode:
-        log.info("%s: converted %s to %s for a %d-channel model", path, image.mode, mode, in_chans)
+        log.info("%s: converted PIL mode %s to %s for a %d-channel model", path, image.mode, mode,
+                 in_chans)
         image = image.convert(mode)
     if image.size != (img_size, img_size):
         if not resize:
@@ -302,7 +303,7 @@ def read_image_for_model(path: str | Path, in_chans: int, img_size: int, resize:
         image = image.resize((img_size, img_size), Image.Resampling.BILINEAR)
     if invert:
         image = ImageOps.invert(image)
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # a writable copy, as torch.from_numpy expects
     return array[..., None] if array.ndim == 2 else array
 
 
