@@ -319,7 +319,7 @@ def test_fit_with_optimizer_instance_updates_the_network():
     ({"patience": -1, "val_fraction": 0.2}, "invalid patience -1"),
     ({"seed": -1}, "invalid seed -1"),
     ({"dtype": np.int32}, "expected float32 or float64"),
-    ({"val_data": (np.empty((0, 3)), np.empty(0))}, "val_data holds no samples"),
+    ({"val_data": (np.empty((0, 3)), np.empty(0))}, "val_data is empty"),
 ])
 def test_fit_rejects_bad_options(options, message):
     """Bad epochs, batch size, patience, seed, dtype or empty val_data raise one clear error."""

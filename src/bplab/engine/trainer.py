@@ -308,7 +308,7 @@ def _split_validation(x, y, val_data, val_fraction, rng, loss_fn, n_outputs, dty
     if val_data is not None:
         x_val = as_float_array(val_data[0], dtype)
         if x_val.ndim == 0 or len(x_val) == 0:
-            raise BplabError("val_data holds no samples; pass None to train without validation")
+            raise BplabError("val_data is empty; pass val_data=None to train without validation")
         y_val = prepare_targets(val_data[1], loss_fn, n_outputs, len(x_val))
         return x, y, x_val, y_val
     if not val_fraction:
