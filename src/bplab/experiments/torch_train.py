@@ -187,6 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg, overrides = config_from_args(args)
     resume = None
+    if args.resume and args.out:
+        raise BplabError("--resume continues RUN_DIR in place; drop --out")
     if args.resume:
         run_dir = Path(args.resume)
         resume = load_checkpoint(run_dir / "last.pt")
