@@ -8,7 +8,7 @@ its own options) and returns an ``nn.Module`` whose ``forward`` returns logits a
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
