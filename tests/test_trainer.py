@@ -180,3 +180,22 @@ def test_lenet5_on_real_mnist_subset(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_images"] == 1000
     assert summary["test_accuracy"] >= 0.90
+
+
+def test_early_stopping_after_patience():
+    """EarlyStopping ends fit once the monitored metric has not improved for `patience` epochs."""
+    from bplab.training.callbacks import EarlyStopping
+
+    data = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.zeros(8, dtype=torch.long))
+    loader = torch.utils.data.DataLoader(data, batch_size=4)
+    model = torch.nn.Linear(2, 2)
+    scores = iter([0.5, 0.7, 0.6, 0.7, 0.65, 0.9])  # best at epoch 2, then no improvement
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0),
+                      torch.nn.CrossEntropyLoss(), loader, loader,
+                      metric_fn=lambda logits, y: {"score": next(scores)}, monitor="val_score",
+                      monitor_mode="max", max_epochs=6, callbacks=[EarlyStopping(patience=3)])
+    history = trainer.fit()
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    assert trainer.state.best_epoch == 2
+    assert trainer.state.best_metric == 0.7
+    assert [h["is_best"] for h in history] == [True, True, False, False, False]
