@@ -215,6 +215,11 @@ def test_tuned_threshold_by_hand():
 def test_tuned_threshold_no_positive_keeps_default():
     """A class without validation positives keeps the default threshold."""
     assert tune_thresholds(np.array([[0.3], [0.2]]), np.array([[0], [0]]), default=0.5)[0] == 0.5
+    probs = np.array([[0.3, 0.9], [0.2, 0.1]])
+    targets = np.array([[0, 1], [0, 0]])
+    tuned = tune_thresholds(probs, targets, default=[0.75, 0.6])
+    assert tuned[0] == 0.75
+    assert tuned[1] == pytest.approx(0.5)  # halfway between 0.9 and 0.1
 
 
 def test_pos_weight_threshold():

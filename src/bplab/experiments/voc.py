@@ -314,7 +314,7 @@ def tune_and_save_thresholds(trainer, val_loader, checkpoint, best_path, pos_wei
     probs = torch.sigmoid(logits).numpy()
     n_classes = probs.shape[1]
     thresholds = tune_thresholds(probs, three_state(y, mask),
-                                 default=default_thresholds(pos_weight, n_classes)[0])
+                                 default=default_thresholds(pos_weight, n_classes))
     checkpoint["thresholds"] = thresholds.tolist()
     save_checkpoint(best_path, checkpoint)
     return thresholds

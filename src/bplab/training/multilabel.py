@@ -271,17 +271,17 @@ def format_classification_report(report: dict, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
-def tune_thresholds(probs, targets, default: float = 0.5, difficult: str = "ignore") -> np.ndarray:
+def tune_thresholds(probs, targets, default=0.5, difficult: str = "ignore") -> np.ndarray:
     """Choose one threshold per class maximizing that class's F1 on (validation) data.
 
     Candidates are the distinct scores; a threshold t predicts positive when prob >= t, and the
     returned value is the midpoint between the best candidate and the next lower score, so that
     test scores a little below the best validation positive still count. A class with no positives
-    keeps `default`. Returns an array of shape (C,).
+    keeps its `default` (a number, or one per class). Returns an array of shape (C,).
     """
     probs, targets = _check_inputs(probs, targets)
     binary, mask = apply_difficult_policy(targets, difficult)
-    thresholds = np.full(probs.shape[1], float(default))
+    thresholds = _as_thresholds(default, probs.shape[1])
     for c in range(probs.shape[1]):
         scores, labels = probs[:, c][mask[:, c]], binary[:, c][mask[:, c]]
         if labels.sum() == 0:
