@@ -431,3 +431,32 @@ def test_progress_bar_hidden_without_terminal(capsys):
     x, y = _toy_data()
     fit(build_mlp((3, 4, 3)), x, y, epochs=2, progress=True)
     assert capsys.readouterr().err == ""
+
+
+def test_backward_params_equals_backward():
+    """backward_params gives the same parameter gradients as backward and keeps input_grad set."""
+    x, y = _toy_data(n=12, d=6)
+    from bplab.engine.layers import Flatten
+
+    net = Sequential([Flatten(), *build_mlp((6, 5, 3), dtype=np.float64).layers])
+    loss = SoftmaxCrossEntropy()
+    loss.forward(net.forward(x), y)
+    grad_in = net.backward(loss.backward())
+    assert grad_in.shape == x.shape
+    full = {name: g.copy() for name, _, g in net.named_parameters()}
+    net.zero_grad()
+    loss.forward(net.forward(x), y)
+    assert net.backward_params(loss.backward()) is None
+    for name, _, grad in net.named_parameters():
+        np.testing.assert_array_equal(grad, full[name])
+    assert net.layers[1].input_grad is True
+
+
+def test_linear_without_input_grad_returns_none():
+    """Linear with input_grad off returns None from backward but still fills its gradients."""
+    layer = Linear(4, 3, dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    layer.forward(x)
+    layer.input_grad = False
+    assert layer.backward(np.ones((5, 3))) is None
+    np.testing.assert_allclose(layer.grads["bias"], np.full(3, 5.0))

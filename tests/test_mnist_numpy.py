@@ -147,17 +147,18 @@ def _real_data_dir() -> Path:
 
 @pytest.mark.realdata
 def test_one_epoch_mlp_on_real_subset():
-    """One epoch on 5,000 real MNIST images gives at least 88 % on the first 1,000 test images.
+    """One epoch on 5,000 real MNIST images gives at least 90 % on the first 1,000 test images.
 
-    For reference on the same images: logistic regression reaches 88.6 % and scikit-learn's
-    MLPClassifier(256) after 50 epochs 93.1 %, so one epoch cannot be expected to reach 93 %.
+    No one-epoch MLP tried here reached 93 % (widths 100-512,
+    one or two layers, BatchNorm, batches 4-32, Adam or momentum, constant or cosine rates):
+    they gave 88-92.6 %. This configuration gave 92.1 % with seed 0.
     """
     root = _real_data_dir()
-    cfg = replace(preset_config("default"), hidden=(128,), optimizer="adam", lr=1e-3,
-                  schedule="constant", batch_size=16, epochs=1, train_subset=5000,
+    cfg = replace(preset_config("default"), hidden=(256, 256), optimizer="adam", lr=3e-3,
+                  schedule="cosine", batch_size=16, epochs=1, train_subset=5000,
                   test_subset=1000, data_dir=str(root))
     data = load_data(cfg)
     assert data.x_train.shape == (5000, 784)
     assert data.x_test.shape == (1000, 784)
     _, _, test = train(cfg, data)
-    assert test["test_accuracy"] >= 0.88
+    assert test["test_accuracy"] >= 0.90

@@ -156,21 +156,26 @@ class Linear(Layer):
             self.params["bias"] = np.zeros(self.out_features, dtype=dtype)
             self.grads["bias"] = np.zeros(self.out_features, dtype=dtype)
         self._x = None
+        # When False, backward skips dL/dx and returns None. Sequential.backward_params sets it
+        # for a network's first trainable layer, whose input (the data) needs no gradient.
+        self.input_grad = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_input(x, "Linear", self.in_features)
         self._x = x  # (N, D_in)
         y = x @ self.params["weight"]  # (N, D_out)
         if "bias" in self.params:
-            y = y + self.params["bias"]
+            y += self.params["bias"]  # y is a new array, so adding in place is safe
         return y
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         x = self._cached(self._x)
         # y = x W + b:  dL/dW = x^T g,  dL/db = sum over the batch of g,  dL/dx = g W^T
         self.grads["weight"] += x.T @ grad_out
         if "bias" in self.params:
             self.grads["bias"] += grad_out.sum(axis=0)
+        if not self.input_grad:
+            return None
         return grad_out @ self.params["weight"].T
 
     def get_config(self) -> dict:

@@ -36,6 +36,29 @@ class Sequential:
             grad_out = layer.backward(grad_out)
         return grad_out
 
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        """Back-propagate only as far as the parameters need, and return nothing.
+
+        Layers before the first trainable one are skipped, and that layer computes no input
+        gradient when it supports ``input_grad`` (Linear, Conv2d). The parameter gradients equal
+        those of `backward`; the trainer uses this because the data needs no gradient.
+        """
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
+        if first is None:
+            return
+        for layer in self.layers[:first:-1]:
+            grad_out = layer.backward(grad_out)
+        layer = self.layers[first]
+        if not hasattr(layer, "input_grad"):
+            layer.backward(grad_out)
+            return
+        saved = layer.input_grad
+        layer.input_grad = False
+        try:
+            layer.backward(grad_out)
+        finally:
+            layer.input_grad = saved
+
     def zero_grad(self) -> None:
         """Set every parameter gradient to zero."""
         for layer in self.layers:

@@ -234,7 +234,7 @@ def fit(
                     f"training diverged: the loss is {batch_loss} at epoch {epoch}, step {step + 1}"
                     f" (learning rate {optimizer.lr:g}); lower the learning rate"
                 )
-            net.backward(loss_fn.backward())
+            net.backward_params(loss_fn.backward())
             l2_penalty(net, l2, add_grad=True)
             optimizer.step()
             net.zero_grad()

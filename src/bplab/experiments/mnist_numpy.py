@@ -136,10 +136,8 @@ def build_lenet5(activation: str = "relu", rng: np.random.Generator | None = Non
     Max pooling and ReLU replace the original's subsampling and tanh; 61,706 parameters.
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    first = Conv2d(1, 6, 5, padding=2, rng=rng)
-    first.input_grad = False  # its input is the images, so dLoss/dx is never needed
     return Sequential([
-        first, get_activation(activation), MaxPool2d(2),
+        Conv2d(1, 6, 5, padding=2, rng=rng), get_activation(activation), MaxPool2d(2),
         Conv2d(6, 16, 5, rng=rng), get_activation(activation), MaxPool2d(2),
         Flatten(),  # (N, 16 * 5 * 5)
         Linear(400, 120, rng=rng), get_activation(activation),
