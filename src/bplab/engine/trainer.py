@@ -40,13 +40,22 @@ def as_float_array(x, dtype=np.float32) -> np.ndarray:
         raise BplabError(f"invalid input: {exc}") from None
     if x.dtype.kind not in "biuf":
         raise BplabError(f"invalid input of dtype {x.dtype}: expected numbers")
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+    if x.dtype.kind == "f" and not _all_finite(x):
         raise BplabError("input contains NaN or infinite values")
+    # Only a cast from a wider float can overflow: integers up to int64 fit in float32.
+    narrowing = x.dtype.kind == "f" and x.dtype.itemsize > np.dtype(dtype).itemsize
     with np.errstate(over="ignore"):
         x = x.astype(dtype, copy=x.dtype != dtype)
-    if not np.all(np.isfinite(x)):
+    if narrowing and not _all_finite(x):
         raise BplabError(f"input contains values too large for {np.dtype(dtype)}")
     return x
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """Return whether `x` has no NaN or infinity, from its min and max (NaN propagates in both)."""
+    if x.size == 0:
+        return True
+    return bool(np.isfinite(x.min()) and np.isfinite(x.max()))
 
 
 def check_float_dtype(dtype) -> np.dtype:
