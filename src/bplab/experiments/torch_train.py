@@ -64,8 +64,7 @@ def register(subparsers) -> None:
     add("--test-subset", type=int, help="score this many test images only (default all)")
     add("--img-size", type=int, help="resize folder images to this many pixels per side")
     add("--augment", choices=["auto", "none", "digits", "photos"],
-        help="training augmentation (default auto: digits for MNIST and grayscale folders, "
-             "photos for Fashion-MNIST and RGB images)")
+        help="training augmentation (default auto: digits for grayscale, photos for RGB)")
     add("--batch-size", type=int, help="images per step and process "
                                        "(default 128)")
     add("--num-workers", type=int, help="DataLoader worker processes (default 0)")

@@ -43,7 +43,7 @@ class DataConfig:
     test_subset: int = 0  # score only this many test images (0 = all)
     img_size: int = 0  # resize folder images to this size (0 = keep their size)
     augment: str = "auto"  # auto, none, digits (small affine, no flips) or photos (crop + flip)
-    # auto picks digits for MNIST and grayscale folders, photos for Fashion-MNIST and RGB images
+    # auto picks digits for grayscale images (MNIST, Fashion-MNIST) and photos for RGB images
     batch_size: int = 128  # images per optimizer step and per process
     eval_batch_size: int = 512  # images per forward pass when scoring
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
@@ -186,9 +186,7 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
 
     augment = cfg.augment
     if augment == "auto":
-        # Garments and photos keep their class when mirrored; digits do not (a mirrored 2 is no 2).
-        mirror_safe = in_chans == 3 or cfg.dataset == "fashion-mnist"
-        augment = "photos" if mirror_safe else "digits"
+        augment = "photos" if in_chans == 3 else "digits"
     transform = build_transform(augment, img_size)
     return DataBundle(
         train=ArrayDataset(x_train, y_train, mean, std, transform),
