@@ -130,3 +130,20 @@ def test_overrides_reject_bool_for_numbers():
         apply_overrides(_Config(), {"epochs": True})
     with pytest.raises(BplabError, match="invalid value False for optim.lr: expected float"):
         apply_overrides(_Config(), {"optim.lr": False})
+
+
+def test_missing_torch_one_line(monkeypatch, capsys):
+    """A command whose optional package is missing prints one line saying how to install it."""
+    import argparse
+
+    def needs_torch(args):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args",
+                        lambda self, argv=None: argparse.Namespace(
+                            command="train", verbose=False, func=needs_torch))
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "needs torch" in err[0]
+    assert "pip install 'bplab[torch]'" in err[0]

@@ -29,6 +29,13 @@ DATA_COMMAND_MODULES = [
     "bplab.experiments.voc_data_commands",
 ]
 
+# Optional packages some commands import, and how to install them.
+OPTIONAL_MODULES = {
+    "torch": "pip install 'bplab[torch]'",
+    "torchvision": "pip install 'bplab[torch]'",
+    "onnx": "pip install onnx onnxruntime",
+}
+
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (no usage block), naming the bad argument."""
@@ -91,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as exc:
         print(f"bplab: error: out of memory ({exc}); use a smaller model, batch or dataset",
               file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in OPTIONAL_MODULES:
+            raise
+        print(f"bplab: error: `bplab {args.command}` needs {exc.name}, which is not installed; "
+              f"install it with: {OPTIONAL_MODULES[exc.name]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         # A command may pass a note, such as where a partial run was kept.
