@@ -18,7 +18,7 @@ from bplab.errors import BplabError
 
 
 class BatchSpy(Layer):
-    """Identity layer that records the batches it sees."""
+    """Identity layer that records the batches passed to its forward."""
 
     def __init__(self):
         super().__init__()

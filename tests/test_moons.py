@@ -91,7 +91,7 @@ def test_cli_bad_argument_one_line(argv, expected, capsys):
 
 
 def test_cli_existing_out_folder_kept(tmp_path, capsys):
-    """An --out folder that holds files is refused and left untouched."""
+    """An --out folder that contains files is rejected and left untouched."""
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")

@@ -72,7 +72,8 @@ def test_eval_and_predict(voc, tmp_path, capsys):
     text = capsys.readouterr().out
     for variant in ("voc07_11point", "voc_allpoint", "noninterp"):
         assert f"mAP ({variant})" in text
-    assert "CF1" in text and "samples avg" in text
+    assert "CF1" in text
+    assert "samples avg" in text
     image = voc / "JPEGImages" / "000005.png"
     assert main(["voc", "predict", str(out), str(image), "--device", "cpu"]) == 0
     assert str(image) in capsys.readouterr().out

@@ -73,7 +73,12 @@ def expected_target(objects) -> list[int]:
     row = []
     for name in CLASSES:
         flags = [d for n, d in objects if n == name]
-        row.append(0 if not flags else (1 if not all(flags) else -1))
+        if not flags:
+            row.append(0)
+        elif all(flags):
+            row.append(-1)  # every object of the class is difficult
+        else:
+            row.append(1)
     return row
 
 

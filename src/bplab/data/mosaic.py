@@ -31,8 +31,8 @@ class MosaicConfig:
     n_test: int = 2000  # mosaic images in the test split
     grid: int = 2  # cells per side
     tile_size: int = 32  # pixels per cell side; the image is grid * tile_size wide
-    min_tiles: int = 1  # fewest photos per image
-    max_tiles: int = 4  # most photos per image (at most grid * grid)
+    min_tiles: int = 1  # minimum number of photos per image
+    max_tiles: int = 4  # maximum number of photos per image (at most grid * grid)
     seed: int = 0  # seeds every random draw
     quality: int = 95  # JPEG quality of the written images
 

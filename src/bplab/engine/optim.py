@@ -141,7 +141,7 @@ class AdamW(Adam):
     """AdamW (Loshchilov and Hutter, 2019): Adam with decoupled weight decay, default 1e-2.
 
     The decay ``p -= lr * weight_decay * p`` is applied to every parameter before the Adam step,
-    as PyTorch does; it is separate from the L2 term that the trainer adds to the loss.
+    as PyTorch does. It is separate from the L2 term that the trainer adds to the loss.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,

@@ -281,7 +281,7 @@ def _prepare_output(study: Study, out: Path) -> None:
         if not marker.exists():
             raise BplabError(f"{out} exists and is not a study folder; choose another --out")
         if read_json(marker)["study"] != json.loads(json.dumps(study.source)):
-            raise BplabError(f"{out} holds the results of a different study file; choose "
+            raise BplabError(f"{out} contains the results of a different study file; choose "
                              "another --out to keep both")
         return
     (out / "runs").mkdir(parents=True, exist_ok=True)

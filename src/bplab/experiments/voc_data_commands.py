@@ -29,8 +29,10 @@ def register(subparsers) -> None:
     mosaic.add_argument("--test", type=int, default=2000, help="test images (default 2000)")
     mosaic.add_argument("--grid", type=int, default=2, help="cells per side (default 2)")
     mosaic.add_argument("--tile-size", type=int, default=32, help="cell size in pixels (default 32)")
-    mosaic.add_argument("--min-tiles", type=int, default=1, help="fewest photos per image (default 1)")
-    mosaic.add_argument("--max-tiles", type=int, default=4, help="most photos per image (default 4)")
+    mosaic.add_argument("--min-tiles", type=int, default=1,
+                        help="minimum number of photos per image (default 1)")
+    mosaic.add_argument("--max-tiles", type=int, default=4,
+                        help="maximum number of photos per image (default 4)")
     mosaic.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     mosaic.set_defaults(func=run_make_mosaic)
 

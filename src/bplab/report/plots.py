@@ -6,8 +6,8 @@ Nothing here trains or reads run folders; callers pass data in and save with `sa
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
